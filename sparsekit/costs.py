@@ -1,0 +1,54 @@
+"""Cost models: training FLOPs charged for a sparse run, as a multiple of 6 N D.
+
+N is the number of non-zero parameters and D the training tokens/images, so a cost model
+is a function of the sparsity S alone: C = 6 N D * cost(S). Which one applies depends on
+the hardware and the pruning recipe, and it changes the optimal sparsity, so it is always
+an explicit, named choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+CostModel = Callable[[ArrayLike], np.ndarray]
+
+# Mean sparsity of the Zhu-Gupta cubic ramp from 25% to 75% of training, as a fraction of
+# the target: zero for the first quarter, 3/4 of the target on average during the ramp
+# (the mean of 1 - (1 - p)^3 over p in [0, 1]), the full target for the last quarter.
+CUBIC_25_75_MEAN_SPARSITY = 0.5 * 0.75 + 0.25
+
+
+def dense_cost(S: ArrayLike) -> np.ndarray:
+    """Train as the dense model of the full size, N / (1 - S) weights: the paper's choice."""
+    return 1.0 / (1.0 - np.asarray(S, dtype=np.float64))
+
+
+def gradual_cost(S: ArrayLike) -> np.ndarray:
+    """Pay for the weights alive on average under the 25-75% cubic gradual pruning schedule:
+    average density 1 - 0.625 S of the dense model's N / (1 - S) weights."""
+    S = np.asarray(S, dtype=np.float64)
+    return (1.0 - CUBIC_25_75_MEAN_SPARSITY * S) / (1.0 - S)
+
+
+def ideal_cost(S: ArrayLike) -> np.ndarray:
+    """Pay only for the non-zeros, at every step: perfect sparse hardware."""
+    return np.ones_like(np.asarray(S, dtype=np.float64))
+
+
+COST_MODELS: dict[str, CostModel] = {
+    "dense": dense_cost,
+    "gradual": gradual_cost,
+    "ideal": ideal_cost,
+}
+
+
+def resolve_cost(cost: str | CostModel) -> CostModel:
+    """A cost model from its name in COST_MODELS, or a callable S -> multiple of 6 N D."""
+    if callable(cost):
+        return cost
+    if cost not in COST_MODELS:
+        raise ValueError(f"cost must be one of {sorted(COST_MODELS)} or a callable, got {cost!r}")
+    return COST_MODELS[cost]

@@ -1,0 +1,322 @@
+"""Fitting loss laws: global Huber fits by variable projection, bootstrap, diagnostics.
+
+The objective is the paper notebook's: the MEAN over points of huber(delta, r) with
+r = log pred - log L (log=True, as in Chinchilla) or pred - L. Every law in
+`sparsekit.laws` is linear in non-negative coefficients once its 2-3 exponents are fixed,
+so `fit` scans the exponents on a grid, solves the coefficients of each grid point by
+non-negative least squares (weighted by 1/L, the first-order form of log residuals), and
+refines the best few grid points on the true objective with L-BFGS-B and exact gradients.
+Everything is deterministic: the seed only drives bootstrap resampling.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.optimize import minimize, nnls
+
+from sparsekit.costs import CostModel
+from sparsekit.laws import LAWS, Law, LinearForm
+
+GRID_RANGE = (0.05, 2.5)  # exponents scanned (log-spaced); covers published fits 0.2-0.9
+EXPONENT_BOUNDS = (1e-3, 10.0)  # box for the L-BFGS-B refinement
+_TINY = np.finfo(np.float64).tiny  # keeps log(pred) finite at degenerate trial points
+
+
+def huber(residual: ArrayLike, delta: float) -> np.ndarray:
+    """0.5 r^2 for |r| <= delta, delta (|r| - delta / 2) beyond: quadratic, then linear."""
+    r = np.abs(np.asarray(residual, dtype=np.float64))
+    return np.where(r <= delta, 0.5 * r**2, delta * (r - 0.5 * delta))
+
+
+def residuals(pred: ArrayLike, loss: ArrayLike, log: bool = True) -> np.ndarray:
+    """log pred - log L (log=True) or pred - L, per point."""
+    pred, loss = np.asarray(pred, dtype=np.float64), np.asarray(loss, dtype=np.float64)
+    return np.log(pred) - np.log(loss) if log else pred - loss
+
+
+def objective(pred: ArrayLike, loss: ArrayLike, delta: float = 1e-3, log: bool = True) -> float:
+    """Mean Huber loss of the residuals: the quantity `fit` minimises."""
+    return float(np.mean(huber(residuals(pred, loss, log), delta)))
+
+
+@dataclass(frozen=True, eq=False)
+class Diagnostics:
+    """How well a law describes a set of points."""
+
+    relative_error: np.ndarray  # (pred - L) / L per point
+    rmse: float  # root mean square of pred - L, loss units
+    rmse_log: float  # root mean square of log pred - log L
+
+    @property
+    def max_abs_relative_error(self) -> float:
+        return float(np.max(np.abs(self.relative_error)))
+
+
+def diagnose(law: Law, S: ArrayLike, N: ArrayLike, D: ArrayLike, loss: ArrayLike) -> Diagnostics:
+    """Per-point relative errors and RMSEs of `law` on the points (S, N, D, loss)."""
+    pred, loss = law.predict(S, N, D), np.asarray(loss, dtype=np.float64)
+    return Diagnostics(
+        relative_error=pred / loss - 1.0,
+        rmse=float(np.sqrt(np.mean((pred - loss) ** 2))),
+        rmse_log=float(np.sqrt(np.mean(residuals(pred, loss) ** 2))),
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """A fitted law, its objective, and (with bootstrap) percentile intervals."""
+
+    law: Law
+    objective: float  # mean Huber loss on the data
+    residuals: np.ndarray  # log pred - log L, or pred - L when log=False
+    n_points: int
+    diagnostics: Diagnostics
+    # name -> (lo, hi) for every parameter and derived quantity; empty without bootstrap
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    bootstrap_laws: tuple[Law, ...] = ()  # the refits on resampled data
+
+
+def _resolve_law(law: str | type[Law]) -> type[Law]:
+    if isinstance(law, type) and issubclass(law, Law):
+        return law
+    if law not in LAWS:
+        raise ValueError(f"law must be one of {sorted(LAWS)} or a Law subclass, got {law!r}")
+    return LAWS[law]
+
+
+def _validate(
+    law_cls: type[Law], S: ArrayLike, N: ArrayLike, D: ArrayLike, loss: ArrayLike
+) -> tuple[np.ndarray, ...]:
+    """Check the data can be fitted by `law_cls`; ValueError naming the parameter if not."""
+    arrays = dict(S=S, N=N, D=D, loss=loss)
+    arrays = {name: np.asarray(x, dtype=np.float64) for name, x in arrays.items()}
+    for name, x in arrays.items():
+        if x.ndim != 1:
+            raise ValueError(f"{name} must be 1-D, got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name} must be finite")
+    lengths = {name: x.size for name, x in arrays.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"S, N, D and loss must have the same length, got {lengths}")
+    S, N, D, loss = arrays.values()
+    if np.any((S < 0) | (S >= 1)):
+        raise ValueError("S must lie in [0, 1)")
+    for name in ("N", "D", "loss"):
+        if np.any(arrays[name] <= 0):
+            raise ValueError(f"{name} must be positive")
+    for name in ("N", "D"):
+        if np.unique(arrays[name]).size < 2:
+            raise ValueError(f"{name} needs at least 2 distinct values to fit its exponent")
+    law_cls.check_data(S)
+    n_params = law_cls.n_params_for(S)
+    if S.size < n_params:
+        raise ValueError(
+            f"loss: {S.size} points are fewer than the {n_params} parameters "
+            f"of the {law_cls.name} law"
+        )
+    return S, N, D, loss
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """Everything but the data that determines a fit."""
+
+    law_cls: type[Law]
+    delta: float
+    log: bool
+    grid: int  # exponent values scanned per exponent
+    starts: int  # grid points refined by L-BFGS-B
+    options: Mapping[str, Any]  # keyword arguments of law_cls.linear_form
+
+
+def _grid_starts(form: LinearForm, loss: np.ndarray, cfg: _Settings) -> list[np.ndarray]:
+    """The `cfg.starts` best grid points (exponents + NNLS coefficients), true objective."""
+    n_exp = form.logfeat.shape[1]
+    axis = np.geomspace(*GRID_RANGE, cfg.grid)
+    exps = np.array(list(itertools.product(axis, repeat=n_exp)))
+    X = form.design(exps)  # (G, n, k)
+    # Least squares on (pred - L) / L approximates log residuals to first order.
+    scale = loss if cfg.log else np.ones_like(loss)
+    coefs = np.array([nnls(x / scale[:, None], loss / scale)[0] for x in X])
+    pred = np.maximum(np.sum(X * coefs[:, None, :], axis=-1), _TINY)
+    objs = np.mean(huber(residuals(pred, loss, cfg.log), cfg.delta), axis=-1)
+    order = np.argsort(objs, kind="stable")[: cfg.starts]
+    return [np.concatenate([exps[g], coefs[g]]) for g in order]
+
+
+def _refine(
+    form: LinearForm, loss: np.ndarray, cfg: _Settings, start: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """L-BFGS-B on all parameters (exponents boxed, coefficients >= 0), exact gradients."""
+    n_exp = form.logfeat.shape[1]
+    # Scaled to O(1) at the start: L-BFGS-B's stopping rule is absolute below 1.
+    norm = 1.0 / max(_objective_and_grad(form, loss, cfg, start)[0], 1e-30)
+
+    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
+        f, g = _objective_and_grad(form, loss, cfg, z)
+        return f * norm, g * norm
+
+    bounds = [EXPONENT_BOUNDS] * n_exp + [(0.0, None)] * (start.size - n_exp)
+    res = minimize(
+        fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
+        options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11},
+    )  # fmt: skip
+    return res.x, float(res.fun / norm)
+
+
+def _objective_and_grad(
+    form: LinearForm, loss: np.ndarray, cfg: _Settings, z: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Mean Huber objective at z = (exponents, coefficients) and its exact gradient."""
+    n_exp = form.logfeat.shape[1]
+    exps, coefs = z[:n_exp], z[n_exp:]
+    X = form.design(exps)  # (n, k)
+    pred = np.maximum(np.sum(X * coefs, axis=-1), _TINY)
+    r = residuals(pred, loss, cfg.log)
+    # d mean huber / d pred = clip(r, -delta, delta) * dr/dpred / n
+    dpred = np.clip(r, -cfg.delta, cfg.delta) / (pred if cfg.log else 1.0) / loss.size
+    grad_coefs = np.sum(dpred[:, None] * X, axis=0)
+    # d X[n, k] / d exps[j] = X[n, k] * logfeat[k, j, n]
+    grad_exps = np.einsum("n,nk,k,kjn->j", dpred, X, coefs, form.logfeat)
+    return float(np.mean(huber(r, cfg.delta))), np.concatenate([grad_exps, grad_coefs])
+
+
+def _fit_law(S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg: _Settings) -> Law:
+    """The global fit, in units normalised by the geometric means of N and D."""
+    n0, d0 = np.exp(np.mean(np.log(N))), np.exp(np.mean(np.log(D)))
+    form = cfg.law_cls.linear_form(S, N / n0, D / d0, **cfg.options)
+    fits = [_refine(form, loss, cfg, z) for z in _grid_starts(form, loss, cfg)]
+    z = min(fits, key=lambda fit: fit[1])[0]  # first of equals: order is deterministic
+    n_exp = form.logfeat.shape[1]
+    exps, coefs = z[:n_exp], z[n_exp:]
+    # Back to the caller's units: each log-feature only shifts by a constant.
+    raw = cfg.law_cls.linear_form(S, N, D, **cfg.options)
+    shift = np.mean(form.logfeat - raw.logfeat, axis=-1)  # (k, p)
+    return raw.build(exps, coefs * np.exp(shift @ exps))
+
+
+def _bootstrap(
+    S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg: _Settings, size: int,
+    seed: int,
+) -> tuple[Law, ...]:  # fmt: skip
+    """Refits on data resampled with replacement within each sparsity level, so that every
+    level (which some laws need) stays present."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(s == S) for s in np.unique(S)]
+    laws = []
+    while len(laws) < size:
+        idx = np.concatenate([rng.choice(group, group.size) for group in groups])
+        try:
+            data = _validate(cfg.law_cls, S[idx], N[idx], D[idx], loss[idx])
+        except ValueError:  # e.g. a resample with a single distinct N: draw again
+            continue
+        laws.append(_fit_law(*data, cfg))
+    return tuple(laws)
+
+
+def _intervals(
+    laws: Sequence[Law], S: np.ndarray, sopt_at: Sequence[tuple[float, float]],
+    cost: str | CostModel, level: float,
+) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """Percentile intervals of the parameters and derived quantities over `laws`."""
+    samples = {name: [law.as_dict()[name] for law in laws] for name in laws[0].param_names}
+    for s in np.unique(S[S > 0]):
+        samples[f"dense_equivalent[S={s:g}]"] = [law.dense_equivalent(s) for law in laws]
+    for n, c in sopt_at:
+        samples[f"S_opt[N={n:.3g},C={c:.3g}]"] = [law.optimal_sparsity(n, c, cost) for law in laws]
+    tail = 50.0 * (1.0 - level)
+    return {
+        name: tuple(float(q) for q in np.percentile(values, [tail, 100.0 - tail]))
+        for name, values in samples.items()
+    }
+
+
+def fit(
+    S: ArrayLike,
+    N: ArrayLike,
+    D: ArrayLike,
+    loss: ArrayLike,
+    *,
+    delta: float = 1e-3,
+    log: bool = True,
+    law: str | type[Law] = "sparse",
+    seed: int = 0,
+    bootstrap: int = 0,
+    level: float = 0.95,
+    sopt_at: Sequence[tuple[float, float]] = (),
+    cost: str | CostModel = "dense",
+    grid: int = 20,
+    starts: int = 8,
+    **law_options: Any,
+) -> FitResult:
+    """Fit a law to runs at sparsity S with N non-zero parameters and D tokens/images.
+
+    Minimises the mean Huber loss (`objective`) of log residuals (log=True) or plain ones.
+    law: "sparse", "average", "multiplier", "chinchilla" or a Law subclass; law_options
+    go to its `linear_form` (e.g. `schedule=` for the average law). bootstrap=B adds
+    percentile intervals at `level` from B refits (see `_bootstrap`; `seed` drives the
+    resampling) for every parameter, the dense-equivalent multiplier at each S > 0 present,
+    and the optimal sparsity under cost model `cost` at each (N, C FLOPs) in `sopt_at`.
+    grid: exponent values scanned per exponent; starts: grid points refined.
+    """
+    law_cls = _resolve_law(law)
+    if not delta > 0:
+        raise ValueError(f"delta must be positive, got {delta}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    S, N, D, loss = _validate(law_cls, S, N, D, loss)
+    cfg = _Settings(law_cls, delta, log, grid, starts, law_options)
+    fitted = _fit_law(S, N, D, loss, cfg)
+    pred = fitted.predict(S, N, D)
+    result = FitResult(
+        law=fitted,
+        objective=objective(pred, loss, delta, log),
+        residuals=residuals(pred, loss, log),
+        n_points=S.size,
+        diagnostics=diagnose(fitted, S, N, D, loss),
+    )
+    if bootstrap <= 0:
+        return result
+    laws = _bootstrap(S, N, D, loss, cfg, bootstrap, seed)
+    intervals = _intervals(laws, S, sopt_at, cost, level)
+    return replace(result, intervals=intervals, bootstrap_laws=laws)
+
+
+@dataclass(frozen=True, eq=False)
+class SizeExtrapolation:
+    """A fit without the largest model size, judged on the held-out points."""
+
+    size: float  # the largest N, non-zero parameters
+    held_out: np.ndarray  # boolean mask of the held-out points
+    fit: FitResult  # on the other points
+    predicted: np.ndarray  # loss predicted at the held-out points
+    diagnostics: Diagnostics  # of the held-out predictions
+
+
+def leave_largest_size_out(
+    S: ArrayLike, N: ArrayLike, D: ArrayLike, loss: ArrayLike, *, within: float = 1.25,
+    **fit_kwargs: Any,
+) -> SizeExtrapolation:  # fmt: skip
+    """Refit without the largest non-zero size and predict it: the extrapolation test.
+
+    The held-out group is every point with N >= max(N) / within, so that runs of one
+    nominal size whose non-zero counts differ slightly across sparsities stay together.
+    """
+    S, N, D, loss = (np.asarray(x, dtype=np.float64) for x in (S, N, D, loss))
+    held_out = np.max(N) / within <= N
+    rest = ~held_out
+    result = fit(S[rest], N[rest], D[rest], loss[rest], **fit_kwargs)
+    data = S[held_out], N[held_out], D[held_out]
+    return SizeExtrapolation(
+        size=float(np.max(N)),
+        held_out=held_out,
+        fit=result,
+        predicted=result.law.predict(*data),
+        diagnostics=diagnose(result.law, *data, loss[held_out]),
+    )

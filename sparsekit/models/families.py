@@ -1,0 +1,227 @@
+"""Model families: fixed depth, width scaled, and the width solver for a target N.
+
+As in the paper, every (N, S) point trains a dense model about 1/(1-S) times larger than N
+and prunes it to S, so all sparsities share the same non-zero count N. Here N is the
+BlockParam census: sum over block matrices of (size - round(S * size)), per-tensor uniform
+sparsity, round-half-even like numpy (exactly what the mask census counts).
+
+Heads are fixed per family (head_dim = width / num_heads) rather than head_dim fixed: this
+keeps the width quantum at 8, so the dense N steps stay fine-grained at the small widths the
+CPU can afford. Every reduction dim (width, MLP width) is a multiple of 8, so n:m patterns up
+to 8 fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import ClassVar
+
+import jax
+from flax import nnx
+
+from sparsekit.models.losses import t5_loss, vit_loss
+from sparsekit.models.params import BlockParam, EmbedParam
+from sparsekit.models.t5 import T5
+from sparsekit.models.vit import CHANNELS, IMAGE_SIZE, PATCH, ViT
+
+Shape = tuple[int, int]
+REDUCTION_MULTIPLE = 8  # every reduction dim divisible by 8: n:m groups up to m = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Shared width rules; subclasses fix depth and the block-matrix layout."""
+
+    num_heads: int = 4  # attention heads at every width (head_dim = width / num_heads)
+    mlp_ratio: float = 4.0  # MLP hidden width / model width, rounded to a multiple of 8
+
+    name: ClassVar[str]
+    loss_fn: ClassVar[Callable]
+
+    @property
+    def quantum(self) -> int:
+        """Widths are multiples of this: integral heads, reduction dims divisible by 8."""
+        return math.lcm(REDUCTION_MULTIPLE, self.num_heads)
+
+    def check_width(self, width: int) -> None:
+        if not (isinstance(width, int) and width > 0 and width % self.quantum == 0):
+            raise ValueError(
+                f"{self.name}: width must be a positive multiple of {self.quantum}, got {width!r}"
+            )
+
+    def mlp_width(self, width: int) -> int:
+        """MLP hidden width: mlp_ratio * width rounded to a multiple of 8."""
+        return REDUCTION_MULTIPLE * round(self.mlp_ratio * width / REDUCTION_MULTIPLE)
+
+    def block_shapes(self, width: int) -> list[Shape]:
+        """(in, out) shape of every BlockParam matrix of the model at this width."""
+        raise NotImplementedError
+
+    def block_params(self, width: int) -> int:
+        """Dense non-embedding parameter count (closed form)."""
+        raise NotImplementedError
+
+
+def _attention_shapes(width: int) -> list[Shape]:
+    return [(width, width)] * 4  # q, k, v, o
+
+
+def _mlp_shapes(width: int, hidden: int, gated: bool) -> list[Shape]:
+    return [(width, hidden)] * (2 if gated else 1) + [(hidden, width)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTFamily(Family):
+    """ViT on 32x32x3 images: patch 4, pre-LN, MLP 4x, GAP, zero head."""
+
+    depth: int = 4  # Transformer layers
+    num_classes: int = 10  # output classes
+
+    name: ClassVar[str] = "vit"
+    loss_fn: ClassVar[Callable] = staticmethod(vit_loss)
+
+    def make(self, width: int, rngs: nnx.Rngs, **kw) -> ViT:
+        """Build the model; kw go to `ViT` (e.g. use_pos_emb=False)."""
+        self.check_width(width)
+        return ViT(
+            width,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_width=self.mlp_width(width),
+            num_classes=self.num_classes,
+            rngs=rngs,
+            **kw,
+        )
+
+    def block_shapes(self, width: int) -> list[Shape]:
+        f = self.mlp_width(width)
+        return self.depth * (_attention_shapes(width) + _mlp_shapes(width, f, gated=False))
+
+    def block_params(self, width: int) -> int:
+        """depth * (4 w^2 + 2 w f); 48 w^2 at the defaults (f = 4w, depth 4)."""
+        return self.depth * (4 * width**2 + 2 * width * self.mlp_width(width))
+
+    def flops_per_example(self, width: int) -> int:
+        """Forward matmul FLOPs (2 per multiply-add) per image: patch embedding, q/k/v/o,
+        attention scores and values, MLP, head. Training is about 3x this."""
+        t, f = (IMAGE_SIZE // PATCH) ** 2, self.mlp_width(width)
+        layer = 2 * t * (4 * width**2 + 2 * width * f) + 2 * 2 * t * t * width
+        embed = 2 * t * PATCH * PATCH * CHANNELS * width
+        return embed + self.depth * layer + 2 * width * self.num_classes
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Family(Family):
+    """T5.1.1-style encoder-decoder on bytes: RMSNorm, gated GeLU, relative position bias."""
+
+    mlp_ratio: float = 8 / 3  # T5.1.1 base: d_ff 2048 / d_model 768
+    encoder_depth: int = 2  # encoder layers
+    decoder_depth: int = 2  # decoder layers
+    vocab_size: int = 384  # 0 pad, 1 eos, 256 bytes, sentinels
+
+    name: ClassVar[str] = "t5"
+    loss_fn: ClassVar[Callable] = staticmethod(t5_loss)
+
+    def make(self, width: int, rngs: nnx.Rngs, **kw) -> T5:
+        """Build the model; kw go to `T5`."""
+        self.check_width(width)
+        return T5(
+            width,
+            encoder_depth=self.encoder_depth,
+            decoder_depth=self.decoder_depth,
+            num_heads=self.num_heads,
+            mlp_width=self.mlp_width(width),
+            vocab_size=self.vocab_size,
+            rngs=rngs,
+            **kw,
+        )
+
+    def block_shapes(self, width: int) -> list[Shape]:
+        mlp = _mlp_shapes(width, self.mlp_width(width), gated=True)
+        encoder = _attention_shapes(width) + mlp
+        decoder = 2 * _attention_shapes(width) + mlp  # self- and cross-attention
+        return self.encoder_depth * encoder + self.decoder_depth * decoder
+
+    def block_params(self, width: int) -> int:
+        """E (4 w^2 + 3 w f) + D (8 w^2 + 3 w f), f = mlp_width(w)."""
+        w, f = width, self.mlp_width(width)
+        return self.encoder_depth * (4 * w * w + 3 * w * f) + self.decoder_depth * (
+            8 * w * w + 3 * w * f
+        )
+
+    def flops_per_example(self, width: int, inputs_len: int, targets_len: int) -> int:
+        """Forward matmul FLOPs (2 per multiply-add) per example of inputs_len encoder and
+        targets_len decoder tokens: projections, attention scores and values (full square,
+        causal masking saves nothing), MLP, output head; the embedding gather is free.
+        Training is about 3x this."""
+        w, f, li, lt = width, self.mlp_width(width), inputs_len, targets_len
+        mlp = 2 * 3 * w * f
+        encoder = li * (2 * 4 * w * w + mlp) + 4 * li * li * w
+        decoder = (
+            lt * (2 * 6 * w * w + mlp)  # self q/k/v/o, cross q/o, MLP
+            + li * 2 * 2 * w * w  # cross k/v over the encoder output
+            + 4 * lt * lt * w  # self-attention scores and values
+            + 4 * lt * li * w  # cross-attention scores and values
+        )
+        head = 2 * lt * w * self.vocab_size
+        return self.encoder_depth * encoder + self.decoder_depth * decoder + head
+
+
+FAMILIES: dict[str, Family] = {"vit": ViTFamily(), "t5": T5Family()}
+
+
+def get_family(family: str | Family) -> Family:
+    """A Family, given itself or its registry name."""
+    if isinstance(family, Family):
+        return family
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; allowed: {sorted(FAMILIES)}")
+    return FAMILIES[family]
+
+
+def census(shapes: list[Shape], sparsity: float) -> int:
+    """Non-zeros left when every matrix keeps size - round(S * size) entries."""
+    return sum(r * c - round(sparsity * r * c) for r, c in shapes)
+
+
+def width_for(family: str | Family, n: float, sparsity: float) -> tuple[int, int]:
+    """Width whose non-zero block count at `sparsity` is closest to n (in ratio).
+
+    Returns (width, N_measured). The relative miss is at most about one width quantum over
+    the width (e.g. 8/64 -> up to ~12% in N), so fit laws on N_measured, not on n.
+    """
+    fam = get_family(family)
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    if not n > 0:
+        raise ValueError(f"target N must be positive, got {n}")
+
+    def measured(width: int) -> int:
+        return census(fam.block_shapes(width), sparsity)
+
+    above = fam.quantum
+    while measured(above) < n:  # N grows monotonically with width
+        above += fam.quantum
+    below = max(above - fam.quantum, fam.quantum)
+    width = min((below, above), key=lambda w: abs(math.log(measured(w) / n)))
+    return width, measured(width)
+
+
+def kinds(model: nnx.Module) -> dict:
+    """Pure dict, structured like nnx.to_pure_dict(nnx.state(model, nnx.Param)), of each
+    parameter's kind: "block" (pruned, in N), "embed" (embedding/head) or "dense"."""
+    names = {BlockParam: "block", EmbedParam: "embed", nnx.Param: "dense"}
+
+    def kind(variable: nnx.Variable) -> str:
+        if type(variable) not in names:
+            raise TypeError(f"unclassified parameter type {type(variable).__name__}")
+        return names[type(variable)]
+
+    state = nnx.state(model, nnx.Param)
+    if len(jax.tree.leaves(state)) != len(jax.tree.leaves(nnx.state(model))):
+        raise TypeError("model holds variables that are not parameters")
+    return nnx.to_pure_dict(
+        jax.tree.map(kind, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    )

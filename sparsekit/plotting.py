@@ -1,0 +1,126 @@
+"""Figure conventions for the book, and the plotly renderer that makes figures reach it.
+
+Only notebooks import this module (`import sparsekit` does not), so it loads plotly at
+module level.
+
+Rendering: plotly 7 in a kernel emits only `application/vnd.plotly.v1+json`, which the
+book's notebook renderer (myst-nb) drops. `use_book_renderer()` adds a `text/html` copy of
+every figure without plotly.js in it; the book's Sphinx extension (book/_ext) serves one
+local plotly.min.js to the pages that have figures. The JSON mime type stays in the bundle
+so JupyterLab and VS Code still show figures interactively.
+
+Conventions: one colour per sparsity level across all chapters, axes titled with their
+units, log axes with powers-of-ten ticks, and hover text that names the run's config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.io.base_renderers import MimetypeRenderer
+
+BOOK_RENDERER = "sparsekit_book"
+
+# Fixed categorical colours, so a sparsity level looks the same in every chapter; dense is
+# near-black.
+SPARSITY_COLORS: dict[float, str] = {
+    0.0: "#303030",
+    0.5: "#1f77b4",
+    0.75: "#2ca02c",
+    0.875: "#d62728",
+    0.9375: "#9467bd",
+}
+FALLBACK_COLOR = "#8c564b"  # any sparsity not in the paper's grid
+
+# Axis titles with units; quantities follow the paper's symbols.
+AXIS_TITLES: dict[str, str] = {
+    "S": "sparsity S (fraction of zero weights)",
+    "N": "non-zero parameters N",
+    "D": "training data D (tokens)",
+    "D_images": "training data D (images)",
+    "C": "training compute C (FLOPs)",
+    "loss": "validation loss (nats/token)",
+    "loss_images": "validation loss (nats/image)",
+    "dense_equivalent": "equivalent dense size m(S) (× N)",
+    "steps": "training steps",
+}
+
+
+class BookHtmlRenderer(MimetypeRenderer):
+    """Emit a figure as `text/html` that expects `Plotly` to be loaded by the page."""
+
+    def __init__(self, default_height: int = 450) -> None:
+        self.default_height = default_height
+
+    def to_mimebundle(self, fig_dict: dict[str, Any]) -> dict[str, str]:
+        height = fig_dict.get("layout", {}).get("height") or self.default_height
+        html = pio.to_html(
+            fig_dict,
+            include_plotlyjs=False,
+            include_mathjax=False,
+            full_html=False,
+            default_width="100%",
+            default_height=f"{height}px",  # a % height collapses inside the book's layout
+            validate=False,
+        )
+        return {"text/html": html}
+
+
+def use_book_renderer() -> None:
+    """Make every figure shown in this kernel render in the book and in Jupyter."""
+    pio.renderers[BOOK_RENDERER] = BookHtmlRenderer()
+    pio.renderers.default = f"plotly_mimetype+{BOOK_RENDERER}"
+
+
+def sparsity_color(S: float) -> str:
+    """The book-wide colour of sparsity level S (a fallback for levels off the grid)."""
+    for level, color in SPARSITY_COLORS.items():
+        if abs(S - level) < 1e-9:
+            return color
+    return FALLBACK_COLOR
+
+
+def sparsity_label(S: float) -> str:
+    """'dense' or the sparsity as a percentage, e.g. '87.5% sparse'."""
+    return "dense" if S == 0 else f"{100 * S:g}% sparse"
+
+
+def figure(
+    title: str, x: str, y: str, *, log_x: bool = False, log_y: bool = False, height: int = 450
+) -> go.Figure:
+    """An empty figure with the book's layout; `x`/`y` are AXIS_TITLES keys or free text."""
+    fig = go.Figure()
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        height=height,
+        hovermode="closest",
+        legend={"title": {"text": ""}},
+        margin={"l": 70, "r": 20, "t": 60, "b": 60},
+    )
+    fig.update_xaxes(title_text=AXIS_TITLES.get(x, x))
+    fig.update_yaxes(title_text=AXIS_TITLES.get(y, y))
+    log_axes(fig, x=log_x, y=log_y)
+    return fig
+
+
+def log_axes(fig: go.Figure, *, x: bool = False, y: bool = False) -> go.Figure:
+    """Switch axes (of all subplots) to log scale with 10^k tick labels."""
+    if x:
+        fig.update_xaxes(type="log", exponentformat="power")
+    if y:
+        fig.update_yaxes(type="log", exponentformat="power")
+    return fig
+
+
+def hover(rows: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> tuple[list, str]:
+    """(customdata, hovertemplate) showing `fields` of each run's config under the point.
+
+    Pass both to a trace: `go.Scatter(..., customdata=cd, hovertemplate=ht)`.
+    """
+    customdata = [[row[f] for f in fields] for row in rows]
+    lines = [f"{f}=%{{customdata[{i}]}}" for i, f in enumerate(fields)]
+    return customdata, "<br>".join(["x=%{x:.4g}, y=%{y:.4g}", *lines]) + "<extra></extra>"

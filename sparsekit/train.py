@@ -1,0 +1,254 @@
+"""One training run: a `RunConfig` in, one result dict out.
+
+The hot loop is split -> plain `jax.jit` -> merge: parameters travel as a pure dict, the
+model is re-merged inside the jitted function, and `lax.scan` runs `chunk` steps per call
+(much faster on CPU than one call per step). Host-side data for a chunk is generated while
+nothing else runs; `benchmarks/throughput.py` measures how much of a step that costs.
+
+A non-finite training loss ends the run early with status "failed" and the error in the
+result, so a sweep records it instead of crashing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from sparsekit import provenance, schedules
+from sparsekit.config import RunConfig
+from sparsekit.data import make_source
+from sparsekit.models import get_family, kinds, width_for
+from sparsekit.models.vit import IMAGE_SIZE, PATCH
+from sparsekit.optim import make_optimizer
+from sparsekit.pruning import census, sparsify
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything a config implies before training: sizes, steps, data seen."""
+
+    width: int  # model width d
+    steps: int  # optimizer steps
+    batch: int  # examples per step
+    units_per_step: int  # tokens or images per step
+    data_seen: int  # D actually trained on: steps * units_per_step (<= config amount)
+
+
+def family_of(cfg: RunConfig, source: Any):
+    """The model family with the config's depth and the data's class count applied."""
+    fam = get_family(cfg.model.family)
+    changes = {}
+    if cfg.model.depth is not None:
+        depth_fields = ["depth"] if cfg.model.family == "vit" else ["encoder_depth",
+                                                                     "decoder_depth"]
+        changes.update(dict.fromkeys(depth_fields, cfg.model.depth))
+    if hasattr(source, "num_classes"):
+        changes["num_classes"] = source.num_classes
+    return dataclasses.replace(fam, **changes)
+
+
+def plan(cfg: RunConfig, fam: Any, source: Any) -> Plan:
+    """Width and step count for a config; refuses a data amount smaller than one step."""
+    if cfg.model.width is not None:
+        fam.check_width(cfg.model.width)
+        width = cfg.model.width
+    else:
+        width, _ = width_for(fam, cfg.model.nonzero, cfg.sparsity.target)
+    units = cfg.data.batch * source.units_per_example
+    steps = cfg.data.amount // units
+    if steps < 1:
+        raise ValueError(f"data amount D={cfg.data.amount} {source.unit} is less than one step "
+                         f"of batch {cfg.data.batch} ({units} {source.unit})")
+    return Plan(width, steps, cfg.data.batch, units, steps * units)
+
+
+def _stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+
+
+def _flops(fam: Any, width: int, source: Any) -> int:
+    """Forward matmul FLOPs per example of the dense-width model."""
+    if fam.name == "t5":
+        return fam.flops_per_example(width, source.input_length, source.target_length)
+    return fam.flops_per_example(width)
+
+
+def _block_tokens(fam: Any, source: Any) -> float:
+    """Tokens per example that pass through each block matrix (mean over matrices)."""
+    if fam.name == "t5":
+        enc, dec = fam.encoder_depth, fam.decoder_depth
+        return (enc * source.input_length + dec * source.target_length) / (enc + dec)
+    return (IMAGE_SIZE // PATCH) ** 2
+
+
+class Trainer:
+    """Holds the jitted functions of one run; `run()` is the usual entry point."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        self.source = make_source(cfg.model.family, seed=cfg.data.seed,
+                                  eval_examples=cfg.data.eval_examples, **cfg.data.options)
+        self.fam = family_of(cfg, self.source)
+        self.plan = plan(cfg, self.fam, self.source)
+        if cfg.data.amount > self.source.max_units():
+            raise ValueError(f"data amount D={cfg.data.amount} exceeds the "
+                             f"{self.source.max_units()} {self.source.unit} this source holds "
+                             "without repetition")
+        model = self.fam.make(self.plan.width, nnx.Rngs(cfg.seed))
+        self.labels = kinds(model)
+        self.graphdef, state = nnx.split(model)
+        self.treedef = jax.tree.structure(state)
+        self.params = nnx.to_pure_dict(state)
+        if cfg.init_from:
+            self.params = load_params(cfg.init_from, self.params)
+        sp = cfg.sparsity
+        self.schedule = schedules.make(sp.schedule, target=sp.target, start=sp.start,
+                                       end=sp.end, every=sp.every)
+        inner = make_optimizer(cfg.optim, self.plan.steps, self.labels)
+        self.opt = sparsify(inner, schedule=self.schedule, total_steps=self.plan.steps,
+                            labels=self.labels, pattern=sp.pattern, embed_rule=sp.embed_rule)
+        self.opt_state = self.opt.init(self.params)
+        loss_fn = self.fam.loss_fn
+        if self.fam.name == "t5":
+            loss_fn = functools.partial(loss_fn, z_loss=cfg.optim.z_loss)
+        self._loss_fn = loss_fn
+        self._chunk = jax.jit(self._scan, donate_argnums=(0, 1))
+        self._eval = jax.jit(lambda p, b: self._loss(p, b)[1])
+
+    def _loss(self, params, batch):
+        model = nnx.merge(self.graphdef, jax.tree.unflatten(self.treedef, jax.tree.leaves(params)))
+        return self._loss_fn(model, batch)
+
+    def _scan(self, params, opt_state, batches):
+        def step(carry, batch):
+            params, opt_state = carry
+            (_, metrics), grads = jax.value_and_grad(self._loss, has_aux=True)(params, batch)
+            updates, opt_state = self.opt.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), metrics["ce"]
+
+        (params, opt_state), ce = jax.lax.scan(step, (params, opt_state), batches)
+        return params, opt_state, ce
+
+    def evaluate(self, params) -> tuple[float, float]:
+        """Mean cross-entropy on the held-out set (per image / per target token) and its
+        standard error, from per-batch means."""
+        data = self.source.eval_set()
+        n = len(next(iter(data.values())))
+        size = min(self.plan.batch, n)
+        means, weights = [], []
+        for i in range(0, n, size):
+            metrics = self._eval(self.params, {k: v[i:i + size] for k, v in data.items()})
+            means.append(float(metrics["ce"]))
+            weights.append(float(metrics.get("tokens", min(size, n - i))))
+        means, weights = np.asarray(means), np.asarray(weights)
+        mean = float(np.sum(means * weights) / np.sum(weights))
+        if len(means) < 2:
+            return mean, math.nan
+        spread = np.sqrt(np.sum(weights * (means - mean) ** 2) / np.sum(weights))
+        return mean, float(spread / math.sqrt(len(means)))
+
+    def train(self, chunk: int = 25, on_chunk=None) -> dict[str, Any]:
+        """Run every step; returns the loss curve and status (ok, or failed with error)."""
+        curve, val_curve, step, error = [], [], 0, None
+        cfg, steps = self.cfg, self.plan.steps
+        while step < steps:
+            k = min(chunk, steps - step)
+            batches = _stack([self.source.train_batch(step + i, self.plan.batch)
+                              for i in range(k)])
+            self.params, self.opt_state, ce = self._chunk(self.params, self.opt_state, batches)
+            ce = np.asarray(ce)
+            step += k
+            if not np.all(np.isfinite(ce)):
+                first = step - k + int(np.argmin(np.isfinite(ce)))
+                error = f"non-finite training loss at step {first} of {steps}"
+                break
+            curve.append([step, float(ce.mean())])
+            if cfg.eval_every and (step // cfg.eval_every) > ((step - k) // cfg.eval_every):
+                val_curve.append([step, self.evaluate(self.params)[0]])
+            if on_chunk is not None:
+                on_chunk(step, steps)
+        return {"curve": curve, "val_curve": val_curve, "steps_done": step, "error": error}
+
+    def result(self, trained: dict[str, Any], wall: float) -> dict[str, Any]:
+        """The result row: loss, sizes, data, FLOPs, provenance."""
+        c = census(self.params, self.labels, self.opt_state.masks)
+        p, src = self.plan, self.source
+        ok = trained["error"] is None
+        loss, loss_se = self.evaluate(self.params) if ok else (math.nan, math.nan)
+        examples = trained["steps_done"] * p.batch
+        dense = 3 * _flops(self.fam, p.width, src) * examples
+        block = 6 * c.dense_block * _block_tokens(self.fam, src) * examples
+        density = self.schedule.average_density()
+        return {
+            "key": self.cfg.key(),
+            "config": self.cfg.to_dict(),
+            "status": "ok" if ok else "failed",
+            "error": trained["error"],
+            "family": self.cfg.model.family,
+            "sparsity": self.cfg.sparsity.target,
+            "pattern": self.cfg.sparsity.pattern,
+            "loss": loss,  # final validation cross-entropy, nats per image / target token
+            "loss_se": loss_se,
+            "N": c.N,  # measured non-zero non-embedding parameters
+            "N_target": self.cfg.model.nonzero,
+            "dense_block": c.dense_block,
+            "sparsity_measured": c.sparsity,
+            "total_params": c.total,
+            "nonzero_params": c.nonzero,
+            "width": p.width,
+            "D": trained["steps_done"] * p.units_per_step,  # data seen, tokens or images
+            "unit": src.unit,
+            "steps": trained["steps_done"],
+            "batch": p.batch,
+            "flops_dense": float(dense),  # training FLOPs of the dense-width model
+            "flops_sparse": float(dense - block * (1.0 - density)),  # charging only non-zeros
+            "avg_density": density,
+            "curve": trained["curve"],
+            "val_curve": trained["val_curve"],
+            "wall_time_s": wall,
+            "data": src.describe(),
+            **provenance.record(),
+        }
+
+
+def run(cfg: RunConfig, *, chunk: int = 25, save_to: str | None = None,
+        on_chunk=None) -> dict[str, Any]:
+    """Train one config and return its result row (see `Trainer.result`)."""
+    start = time.perf_counter()
+    trainer = Trainer(cfg)
+    trained = trainer.train(chunk, on_chunk)
+    if save_to and trained["error"] is None:
+        save_params(save_to, trainer.params)
+    return trainer.result(trained, time.perf_counter() - start)
+
+
+def save_params(path: str, params: Any) -> None:
+    """Save a params pure dict with orbax (for pruning a pretrained dense model later)."""
+    import orbax.checkpoint as ocp
+
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(os.path.abspath(path), params, force=True)
+    ckpt.wait_until_finished()
+
+
+def load_params(path: str, like: Any) -> Any:
+    """Restore params saved by `save_params`, checked against the shapes of `like`."""
+    import orbax.checkpoint as ocp
+
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
+    try:
+        restored = ocp.StandardCheckpointer().restore(os.path.abspath(path), abstract)
+    except (ValueError, KeyError) as e:
+        raise ValueError(f"init_from checkpoint {path!r} does not match this model: {e}") from e
+    return jax.tree.map(jnp.asarray, restored)
+
