@@ -21,6 +21,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.io.base_renderers import MimetypeRenderer
+from plotly.subplots import make_subplots
 
 BOOK_RENDERER = "sparsekit_book"
 
@@ -89,22 +90,33 @@ def sparsity_label(S: float) -> str:
 
 
 def figure(
-    title: str, x: str, y: str, *, log_x: bool = False, log_y: bool = False, height: int = 450
+    title: str,
+    x: str,
+    y: str,
+    *,
+    log_x: bool = False,
+    log_y: bool = False,
+    height: int = 450,
+    subplot_titles: Sequence[str] = (),
 ) -> go.Figure:
-    """An empty figure with the book's layout; `x`/`y` are AXIS_TITLES keys or free text."""
-    fig = go.Figure()
+    """An empty figure with the book's layout; `x`/`y` are AXIS_TITLES keys or free text.
+
+    With `subplot_titles`, one row of that many panels sharing the axis conventions.
+    """
+    if subplot_titles:
+        fig = make_subplots(rows=1, cols=len(subplot_titles), subplot_titles=subplot_titles)
+    else:
+        fig = go.Figure()
     fig.update_layout(
         title=title,
         template="plotly_white",
         height=height,
         hovermode="closest",
-        legend={"title": {"text": ""}},
-        margin={"l": 70, "r": 20, "t": 60, "b": 60},
+        margin={"l": 70, "r": 20, "t": 80, "b": 60},
     )
     fig.update_xaxes(title_text=AXIS_TITLES.get(x, x))
     fig.update_yaxes(title_text=AXIS_TITLES.get(y, y))
-    log_axes(fig, x=log_x, y=log_y)
-    return fig
+    return log_axes(fig, x=log_x, y=log_y)
 
 
 def log_axes(fig: go.Figure, *, x: bool = False, y: bool = False) -> go.Figure:

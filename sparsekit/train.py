@@ -27,6 +27,7 @@ from flax import nnx
 from sparsekit import provenance, schedules
 from sparsekit.config import RunConfig
 from sparsekit.data import make_source
+from sparsekit.data.source import check_units
 from sparsekit.models import get_family, kinds, width_for
 from sparsekit.models.vit import IMAGE_SIZE, PATCH
 from sparsekit.optim import make_optimizer
@@ -91,6 +92,33 @@ def _block_tokens(fam: Any, source: Any) -> float:
     return (IMAGE_SIZE // PATCH) ** 2
 
 
+def pure_loss(graphdef: Any, treedef: Any, loss_fn: Any):
+    """loss_fn(model, batch) as a function of a params pure dict: merges the model inside."""
+
+    def loss(params, batch):
+        state = jax.tree.unflatten(treedef, jax.tree.leaves(params))
+        return loss_fn(nnx.merge(graphdef, state), batch)
+
+    return loss
+
+
+def make_chunk(loss: Any, opt: optax.GradientTransformation):
+    """Jitted (params, opt_state, batches stacked [K, ...]) -> (params, opt_state, ce [K]):
+    K optimizer steps in one `lax.scan`. params and opt_state are donated."""
+
+    def step(carry, batch):
+        params, opt_state = carry
+        (_, metrics), grads = jax.value_and_grad(loss, has_aux=True)(params, batch)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), metrics["ce"]
+
+    def chunk(params, opt_state, batches):
+        (params, opt_state), ce = jax.lax.scan(step, (params, opt_state), batches)
+        return params, opt_state, ce
+
+    return jax.jit(chunk, donate_argnums=(0, 1))
+
+
 class Trainer:
     """Holds the jitted functions of one run; `run()` is the usual entry point."""
 
@@ -100,10 +128,7 @@ class Trainer:
                                   eval_examples=cfg.data.eval_examples, **cfg.data.options)
         self.fam = family_of(cfg, self.source)
         self.plan = plan(cfg, self.fam, self.source)
-        if cfg.data.amount > self.source.max_units():
-            raise ValueError(f"data amount D={cfg.data.amount} exceeds the "
-                             f"{self.source.max_units()} {self.source.unit} this source holds "
-                             "without repetition")
+        check_units(self.source, self.plan.data_seen, self.plan.batch)
         model = self.fam.make(self.plan.width, nnx.Rngs(cfg.seed))
         self.labels = kinds(model)
         self.graphdef, state = nnx.split(model)
@@ -121,23 +146,9 @@ class Trainer:
         loss_fn = self.fam.loss_fn
         if self.fam.name == "t5":
             loss_fn = functools.partial(loss_fn, z_loss=cfg.optim.z_loss)
-        self._loss_fn = loss_fn
-        self._chunk = jax.jit(self._scan, donate_argnums=(0, 1))
-        self._eval = jax.jit(lambda p, b: self._loss(p, b)[1])
-
-    def _loss(self, params, batch):
-        model = nnx.merge(self.graphdef, jax.tree.unflatten(self.treedef, jax.tree.leaves(params)))
-        return self._loss_fn(model, batch)
-
-    def _scan(self, params, opt_state, batches):
-        def step(carry, batch):
-            params, opt_state = carry
-            (_, metrics), grads = jax.value_and_grad(self._loss, has_aux=True)(params, batch)
-            updates, opt_state = self.opt.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), metrics["ce"]
-
-        (params, opt_state), ce = jax.lax.scan(step, (params, opt_state), batches)
-        return params, opt_state, ce
+        loss = pure_loss(self.graphdef, self.treedef, loss_fn)
+        self._chunk = make_chunk(loss, self.opt)
+        self._eval = jax.jit(lambda p, b: loss(p, b)[1])
 
     def evaluate(self, params) -> tuple[float, float]:
         """Mean cross-entropy on the held-out set (per image / per target token) and its
