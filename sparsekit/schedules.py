@@ -109,7 +109,9 @@ class Cubic(Schedule):
     """Zhu & Gupta gradual pruning: s = target + (initial - target) * (1 - p)^3."""
 
     def ramp(self, p):
-        return self.target + (self.initial - self.target) * (1.0 - p) ** 3
+        # 1 - (1 - p)^3 = p (3 - 3p + p^2), without float32 cancellation at small p
+        rise = jnp.minimum(p * (3.0 - 3.0 * p + p * p), 1.0)
+        return jnp.where(p >= 1.0, self.target, self.initial + (self.target - self.initial) * rise)
 
 
 @dataclass(frozen=True)

