@@ -5,7 +5,9 @@ r = log pred - log L (log=True, as in Chinchilla) or pred - L. Every law in
 `sparsekit.laws` is linear in non-negative coefficients once its 2-3 exponents are fixed,
 so `fit` scans the exponents on a grid, solves the coefficients of each grid point by
 non-negative least squares (weighted by 1/L, the first-order form of log residuals), and
-refines the best few grid points on the true objective with L-BFGS-B and exact gradients.
+refines the best few grid points on the true objective (trust-region least squares with
+a Huber loss and the exact Jacobian). Coefficients are constrained to be >= 0, so every
+term of a law decreases with N and D (the notebook's BFGS was unconstrained).
 Everything is deterministic: the seed only drives bootstrap resampling.
 """
 
@@ -14,18 +16,39 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import minimize, nnls
+from scipy.optimize import least_squares, nnls
 
 from sparsekit.costs import CostModel
 from sparsekit.laws import LAWS, Law, LinearForm
 
-GRID_RANGE = (0.05, 2.5)  # exponents scanned (log-spaced); covers published fits 0.2-0.9
-EXPONENT_BOUNDS = (1e-3, 10.0)  # box for the L-BFGS-B refinement
+GRID_RANGE = (0.05, 2.5)  # exponents scanned, log-spaced (published fits: 0.2-0.9)
+EXPONENT_BOUNDS = (1e-3, 10.0)  # box for the refinement
 _TINY = np.finfo(np.float64).tiny  # keeps log(pred) finite at degenerate trial points
+
+
+# The released T5 runs (jaxpruner/projects/bigsparse/t5-data.csv), notebook conventions:
+T5_BASE_PARAMS = 24 * 12 * 768**2  # non-embedding weights of the scale-1 model (24 blocks)
+T5_TOKENS_PER_STEP = 65_536
+
+
+def load_paper_t5(path: str | Path) -> tuple[np.ndarray, ...]:
+    """(S, N non-zero parameters, D tokens, loss) of the paper's 48 released T5 runs.
+
+    The csv gives sparsity, scale (dense size as a multiple of T5_BASE_PARAMS), val-loss
+    and steps; N = T5_BASE_PARAMS * scale * (1 - S), D = steps * T5_TOKENS_PER_STEP.
+    """
+    path = Path(path)
+    header = path.read_text().splitlines()[0].split(",")
+    rows = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
+    S, scale, loss, steps = (
+        rows[:, header.index(k)] for k in ("sparsity", "scale", "val-loss", "steps")
+    )
+    return S, T5_BASE_PARAMS * scale * (1.0 - S), steps * T5_TOKENS_PER_STEP, loss
 
 
 def huber(residual: ArrayLike, delta: float) -> np.ndarray:
@@ -76,6 +99,8 @@ class FitResult:
     objective: float  # mean Huber loss on the data
     residuals: np.ndarray  # log pred - log L, or pred - L when log=False
     n_points: int
+    delta: float  # Huber threshold, in residual units
+    log: bool  # residuals in log space
     diagnostics: Diagnostics
     # name -> (lo, hi) for every parameter and derived quantity; empty without bootstrap
     intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
@@ -117,7 +142,7 @@ def _validate(
     n_params = law_cls.n_params_for(S)
     if S.size < n_params:
         raise ValueError(
-            f"loss: {S.size} points are fewer than the {n_params} parameters "
+            f"S, N, D, loss: {S.size} points are fewer than the {n_params} parameters "
             f"of the {law_cls.name} law"
         )
     return S, N, D, loss
@@ -131,7 +156,7 @@ class _Settings:
     delta: float
     log: bool
     grid: int  # exponent values scanned per exponent
-    starts: int  # grid points refined by L-BFGS-B
+    starts: int  # grid points refined
     options: Mapping[str, Any]  # keyword arguments of law_cls.linear_form
 
 
@@ -150,41 +175,48 @@ def _grid_starts(form: LinearForm, loss: np.ndarray, cfg: _Settings) -> list[np.
     return [np.concatenate([exps[g], coefs[g]]) for g in order]
 
 
-def _refine(
-    form: LinearForm, loss: np.ndarray, cfg: _Settings, start: np.ndarray
-) -> tuple[np.ndarray, float]:
-    """L-BFGS-B on all parameters (exponents boxed, coefficients >= 0), exact gradients."""
-    n_exp = form.logfeat.shape[1]
-    # Scaled to O(1) at the start: L-BFGS-B's stopping rule is absolute below 1.
-    norm = 1.0 / max(_objective_and_grad(form, loss, cfg, start)[0], 1e-30)
-
-    def fun(z: np.ndarray) -> tuple[float, np.ndarray]:
-        f, g = _objective_and_grad(form, loss, cfg, z)
-        return f * norm, g * norm
-
-    bounds = [EXPONENT_BOUNDS] * n_exp + [(0.0, None)] * (start.size - n_exp)
-    res = minimize(
-        fun, start, jac=True, method="L-BFGS-B", bounds=bounds,
-        options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-11},
-    )  # fmt: skip
-    return res.x, float(res.fun / norm)
-
-
-def _objective_and_grad(
-    form: LinearForm, loss: np.ndarray, cfg: _Settings, z: np.ndarray
-) -> tuple[float, np.ndarray]:
-    """Mean Huber objective at z = (exponents, coefficients) and its exact gradient."""
+def _residuals_and_jacobian(
+    form: LinearForm, loss: np.ndarray, log: bool, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Residuals at z = (exponents, coefficients) and their exact Jacobian (n, p + k)."""
     n_exp = form.logfeat.shape[1]
     exps, coefs = z[:n_exp], z[n_exp:]
     X = form.design(exps)  # (n, k)
     pred = np.maximum(np.sum(X * coefs, axis=-1), _TINY)
-    r = residuals(pred, loss, cfg.log)
-    # d mean huber / d pred = clip(r, -delta, delta) * dr/dpred / n
-    dpred = np.clip(r, -cfg.delta, cfg.delta) / (pred if cfg.log else 1.0) / loss.size
-    grad_coefs = np.sum(dpred[:, None] * X, axis=0)
-    # d X[n, k] / d exps[j] = X[n, k] * logfeat[k, j, n]
-    grad_exps = np.einsum("n,nk,k,kjn->j", dpred, X, coefs, form.logfeat)
-    return float(np.mean(huber(r, cfg.delta))), np.concatenate([grad_exps, grad_coefs])
+    # d pred / d exps[j] = sum_k coefs[k] X[n, k] logfeat[k, j, n]; d pred / d coefs = X
+    dpred = np.concatenate([np.einsum("nk,k,kjn->nj", X, coefs, form.logfeat), X], axis=1)
+    if log:
+        return np.log(pred) - np.log(loss), dpred / pred[:, None]
+    return pred - loss, dpred
+
+
+def _refine(
+    form: LinearForm, loss: np.ndarray, cfg: _Settings, start: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Minimise the objective from `start`: exponents boxed, coefficients >= 0.
+
+    scipy's least_squares with loss="huber" and f_scale=delta minimises exactly the sum of
+    huber(delta, r), i.e. n times our objective; its trust-region reflective method uses
+    the exact Jacobian. (L-BFGS-B on the same objective reached the same optima but ran
+    ~10x slower when other processes compete for the cores: its tiny BLAS calls thread.)
+    """
+    n_exp = form.logfeat.shape[1]
+    lower = np.r_[np.full(n_exp, EXPONENT_BOUNDS[0]), np.zeros(start.size - n_exp)]
+    upper = np.r_[np.full(n_exp, EXPONENT_BOUNDS[1]), np.full(start.size - n_exp, np.inf)]
+    res = least_squares(
+        lambda z: _residuals_and_jacobian(form, loss, cfg.log, z)[0],
+        np.clip(start, lower, upper),
+        jac=lambda z: _residuals_and_jacobian(form, loss, cfg.log, z)[1],
+        bounds=(lower, upper),
+        method="trf",
+        loss="huber",
+        f_scale=cfg.delta,
+        ftol=1e-15,
+        xtol=1e-15,
+        gtol=1e-15,
+        max_nfev=1000,
+    )
+    return res.x, float(res.cost / loss.size)
 
 
 def _fit_law(S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg: _Settings) -> Law:
@@ -202,28 +234,38 @@ def _fit_law(S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg:
 
 
 def _bootstrap(
-    S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg: _Settings, size: int,
+    S: np.ndarray,
+    N: np.ndarray,
+    D: np.ndarray,
+    loss: np.ndarray,
+    cfg: _Settings,
+    size: int,
     seed: int,
-) -> tuple[Law, ...]:  # fmt: skip
+) -> tuple[Law, ...]:
     """Refits on data resampled with replacement within each sparsity level, so that every
     level (which some laws need) stays present."""
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(s == S) for s in np.unique(S)]
-    laws = []
-    while len(laws) < size:
+    laws: list[Law] = []
+    for _ in range(100 * size):
         idx = np.concatenate([rng.choice(group, group.size) for group in groups])
         try:
             data = _validate(cfg.law_cls, S[idx], N[idx], D[idx], loss[idx])
         except ValueError:  # e.g. a resample with a single distinct N: draw again
             continue
         laws.append(_fit_law(*data, cfg))
-    return tuple(laws)
+        if len(laws) == size:
+            return tuple(laws)
+    raise ValueError("bootstrap: resamples of these data keep failing validation")
 
 
 def _intervals(
-    laws: Sequence[Law], S: np.ndarray, sopt_at: Sequence[tuple[float, float]],
-    cost: str | CostModel, level: float,
-) -> dict[str, tuple[float, float]]:  # fmt: skip
+    laws: Sequence[Law],
+    S: np.ndarray,
+    sopt_at: Sequence[tuple[float, float]],
+    cost: str | CostModel,
+    level: float,
+) -> dict[str, tuple[float, float]]:
     """Percentile intervals of the parameters and derived quantities over `laws`."""
     samples = {name: [law.as_dict()[name] for law in laws] for name in laws[0].param_names}
     for s in np.unique(S[S > 0]):
@@ -260,9 +302,10 @@ def fit(
     Minimises the mean Huber loss (`objective`) of log residuals (log=True) or plain ones.
     law: "sparse", "average", "multiplier", "chinchilla" or a Law subclass; law_options
     go to its `linear_form` (e.g. `schedule=` for the average law). bootstrap=B adds
-    percentile intervals at `level` from B refits (see `_bootstrap`; `seed` drives the
-    resampling) for every parameter, the dense-equivalent multiplier at each S > 0 present,
-    and the optimal sparsity under cost model `cost` at each (N, C FLOPs) in `sopt_at`.
+    percentile intervals at `level` from B refits on data resampled with replacement within
+    each sparsity level (`seed` drives the resampling), for every parameter, the
+    dense-equivalent multiplier at each S > 0 present, and the optimal sparsity under cost
+    model `cost` at each (N, C FLOPs) in `sopt_at`.
     grid: exponent values scanned per exponent; starts: grid points refined.
     """
     law_cls = _resolve_law(law)
@@ -279,6 +322,8 @@ def fit(
         objective=objective(pred, loss, delta, log),
         residuals=residuals(pred, loss, log),
         n_points=S.size,
+        delta=delta,
+        log=log,
         diagnostics=diagnose(fitted, S, N, D, loss),
     )
     if bootstrap <= 0:
@@ -300,9 +345,14 @@ class SizeExtrapolation:
 
 
 def leave_largest_size_out(
-    S: ArrayLike, N: ArrayLike, D: ArrayLike, loss: ArrayLike, *, within: float = 1.25,
+    S: ArrayLike,
+    N: ArrayLike,
+    D: ArrayLike,
+    loss: ArrayLike,
+    *,
+    within: float = 1.25,
     **fit_kwargs: Any,
-) -> SizeExtrapolation:  # fmt: skip
+) -> SizeExtrapolation:
     """Refit without the largest non-zero size and predict it: the extrapolation test.
 
     The held-out group is every point with N >= max(N) / within, so that runs of one

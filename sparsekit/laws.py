@@ -6,13 +6,15 @@ C the training compute in FLOPs (6 per parameter per token for a dense model).
 
 Every law is a frozen dataclass whose fields are its named parameters. Besides `predict` it
 can write itself as a `LinearForm` (linear in non-negative coefficients once its exponents
-are fixed), which is all `sparsekit.fitting` needs: adding a law is a class with `predict`,
-`dense_equivalent`, `dense_terms` and `linear_form`.
+are fixed), which is all `sparsekit.fitting` needs: adding a law is a class with a `name`,
+`exponent_names`, `predict`, `dense_equivalent`, `dense_terms` and `linear_form`, plus an
+entry in LAWS.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -20,7 +22,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sparsekit.costs import CostModel, resolve_cost
+from sparsekit.costs import CostModel, argmin_sparsity, resolve_cost
 
 
 class SparsitySchedule(Protocol):
@@ -122,7 +124,7 @@ class Law:
 
     @property
     def params(self) -> tuple[float, ...]:
-        return tuple(float(getattr(self, name)) for name in self.param_names)
+        return tuple(getattr(self, name) for name in _float_fields(self))
 
     @property
     def n_params(self) -> int:
@@ -183,31 +185,7 @@ class Law:
         def loss_at(s: np.ndarray) -> np.ndarray:
             return self.predict(s, N, C / (6.0 * N * cost_fn(s)))
 
-        return _argmin_sparsity(loss_at, N.shape, s_max)
-
-
-def _argmin_sparsity(
-    loss_at: Callable[[np.ndarray], np.ndarray], shape: tuple[int, ...], s_max: float
-) -> np.ndarray:
-    """Elementwise argmin over S in [0, s_max]: a 65-point scan, then golden section in the
-    best scan bracket (robust to boundary optima; 60 steps shrink the bracket to ~1e-14)."""
-    if not 0.0 < s_max < 1.0:
-        raise ValueError(f"s_max must lie in (0, 1), got {s_max}")
-    scan = np.linspace(0.0, s_max, 65)
-    best = np.argmin(loss_at(scan.reshape((65,) + (1,) * len(shape))), axis=0)
-    a, b = scan[np.maximum(best - 1, 0)], scan[np.minimum(best + 1, 64)]
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
-    c, d = b - ratio * (b - a), a + ratio * (b - a)
-    fc, fd = loss_at(c), loss_at(d)
-    for _ in range(60):
-        left = fc <= fd  # the minimum lies in [a, d]; the surviving interior point is kept
-        a, b = np.where(left, a, c), np.where(left, d, b)
-        keep, fkeep = np.where(left, c, d), np.where(left, fc, fd)
-        new = np.where(left, b - ratio * (b - a), a + ratio * (b - a))
-        fnew = loss_at(new)
-        c, fc = np.where(left, new, keep), np.where(left, fnew, fkeep)
-        d, fd = np.where(left, keep, new), np.where(left, fkeep, fnew)
-    return (a + b) / 2.0
+        return argmin_sparsity(loss_at, N.shape, s_max)
 
 
 # Metadata of dataclass fields that configure a law but are not fitted parameters.
@@ -270,18 +248,28 @@ class SparseLaw(Law):
             raise ValueError(
                 f"S: the sparse law needs at least 2 distinct sparsities, got {distinct}"
             )
+        if distinct == 2:  # two size factors cannot pin down a_S, b_S and c_S
+            warnings.warn(
+                "S: with only 2 distinct sparsities a_S, b_S and c_S are not all identified; "
+                "use 3 or more",
+                stacklevel=4,  # the caller of fit()
+            )
 
     @classmethod
     def linear_form(cls, S: np.ndarray, N: np.ndarray, D: np.ndarray) -> LinearForm:
         log_n = -np.log(N)
-        columns = [(None, {0: np.log1p(-S), 1: log_n}), (None, {1: log_n}),
-                   (None, {2: -np.log(D)}), (None, {})]  # fmt: skip
+        columns = [
+            (None, {0: np.log1p(-S), 1: log_n}),
+            (None, {1: log_n}),
+            (None, {2: -np.log(D)}),
+            (None, {}),
+        ]
 
         def build(exps: np.ndarray, coefs: np.ndarray) -> SparseLaw:
             (b_S, b_N, b_D), (a_S, c_S, e_D, c) = exps, coefs
             return cls(a_S, b_S, c_S, b_N, e_D ** (1.0 / b_D), b_D, c)
 
-        return _linear_form(3, columns, build, S.size)
+        return _linear_form(len(cls.exponent_names), columns, build, S.size)
 
 
 @dataclass(frozen=True)
@@ -325,7 +313,7 @@ class ChinchillaLaw(_ChinchillaForm):
         def build(exps: np.ndarray, coefs: np.ndarray) -> ChinchillaLaw:
             return cls(coefs[0], exps[0], coefs[1], exps[1], coefs[2])
 
-        return _linear_form(2, _chinchilla_columns(N, D), build, S.size)
+        return _linear_form(len(cls.exponent_names), _chinchilla_columns(N, D), build, S.size)
 
 
 @dataclass(frozen=True)
@@ -357,15 +345,19 @@ class AverageParamLaw(_ChinchillaForm):
 
     @classmethod
     def linear_form(
-        cls, S: np.ndarray, N: np.ndarray, D: np.ndarray,
+        cls,
+        S: np.ndarray,
+        N: np.ndarray,
+        D: np.ndarray,
         schedule: Callable[[float], SparsitySchedule] = cubic_schedule,
-    ) -> LinearForm:  # fmt: skip
+    ) -> LinearForm:
         density = _per_level(lambda s: average_density(schedule(s)), S)
 
         def build(exps: np.ndarray, coefs: np.ndarray) -> AverageParamLaw:
             return cls(coefs[0], exps[0], coefs[1], exps[1], coefs[2], schedule)
 
-        return _linear_form(2, _chinchilla_columns(N / (1.0 - S) * density, D), build, S.size)
+        columns = _chinchilla_columns(N / (1.0 - S) * density, D)
+        return _linear_form(len(cls.exponent_names), columns, build, S.size)
 
 
 @dataclass(frozen=True)
@@ -406,7 +398,7 @@ class EffectiveMultiplierLaw(_ChinchillaForm):
         levels, values = np.array((0.0, *self.levels)), np.array((1.0, *self.effs))
         match = np.isclose(S[..., None], levels, rtol=0.0, atol=1e-9)
         if not match.any(axis=-1).all():
-            raise ValueError(f"S: this law has multipliers only at S in {tuple(levels)}")
+            raise ValueError(f"S: this law has multipliers only at S in {(0.0, *self.levels)}")
         return values[np.argmax(match, axis=-1)]
 
     def predict(self, S: ArrayLike, N: ArrayLike, D: ArrayLike) -> np.ndarray:
@@ -440,7 +432,8 @@ class EffectiveMultiplierLaw(_ChinchillaForm):
             A, B, E = coefs[0], coefs[-2], coefs[-1]
             return cls(A, exps[0], B, exps[1], E, tuple(levels), tuple(effs))
 
-        return _linear_form(2, size + _chinchilla_columns(N, D)[1:], build, S.size)
+        columns = size + _chinchilla_columns(N, D)[1:]
+        return _linear_form(len(cls.exponent_names), columns, build, S.size)
 
 
 LAWS: dict[str, type[Law]] = {

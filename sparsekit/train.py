@@ -80,7 +80,7 @@ def _stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def _flops(fam: Any, width: int, source: Any) -> int:
     """Forward matmul FLOPs per example of the dense-width model."""
     if fam.name == "t5":
-        return fam.flops_per_example(width, source.input_length, source.target_length)
+        return fam.flops_per_example(width, source.lengths.input_length, source.lengths.target_length)
     return fam.flops_per_example(width)
 
 
@@ -88,7 +88,7 @@ def _block_tokens(fam: Any, source: Any) -> float:
     """Tokens per example that pass through each block matrix (mean over matrices)."""
     if fam.name == "t5":
         enc, dec = fam.encoder_depth, fam.decoder_depth
-        return (enc * source.input_length + dec * source.target_length) / (enc + dec)
+        return (enc * source.lengths.input_length + dec * source.lengths.target_length) / (enc + dec)
     return (IMAGE_SIZE // PATCH) ** 2
 
 
@@ -155,7 +155,7 @@ class Trainer:
         standard error, from per-batch means."""
         data = self.source.eval_set()
         n = len(next(iter(data.values())))
-        size = min(self.plan.batch, n)
+        size = max(1, min(self.plan.batch, n // 8))  # >= 8 batches for the standard error
         means, weights = [], []
         for i in range(0, n, size):
             metrics = self._eval(self.params, {k: v[i:i + size] for k, v in data.items()})

@@ -1,0 +1,245 @@
+"""Fitting: the paper's T5 data, synthetic recovery, bootstrap, diagnostics, bad inputs."""
+
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparsekit.fitting import (
+    T5_TOKENS_PER_STEP,
+    diagnose,
+    fit,
+    leave_largest_size_out,
+    load_paper_t5,
+    objective,
+)
+from sparsekit.laws import (
+    PAPER_T5,
+    PAPER_VIT,
+    AverageParamLaw,
+    ChinchillaLaw,
+    EffectiveMultiplierLaw,
+    SparseLaw,
+)
+
+T5_CSV = Path(__file__).resolve().parents[1].parent / "shared" / "paper-data" / "t5-data.csv"
+PUBLISHED_OBJECTIVE = 7.6036e-6  # mean log-Huber of the notebook's best T5 fit
+# The notebook's printed T5 coefficients (a, b, c, d, e, f, g) of
+# (a (1/(1-S))^-b + c) N^-d + e D^-f + g, N in millions of non-zeros, D in 1e5 steps.
+NOTEBOOK_T5 = (0.56778512, 0.72161276, 1.52265016, 0.24513173, 0.63361517, 0.20270772, 0.65074219)
+# The paper's extrapolation run: 75% sparse, N = 48 * 12 * 1024^2 non-zeros (the notebook
+# passes it unscaled by 1 - S, and the published fit's 1.4683 confirms it), 500k steps.
+EXTRAPOLATION = (0.75, 48 * 12 * 1024**2, 500_000 * T5_TOKENS_PER_STEP)
+MEASURED_EXTRAPOLATION = 1.4828
+
+
+@pytest.fixture(scope="module")
+def t5():
+    """(S, N non-zeros, D tokens, loss) of the paper's 48 T5 runs."""
+    if not T5_CSV.exists():
+        pytest.skip(f"paper data not found at {T5_CSV} (shared checkout absent)")
+    return load_paper_t5(T5_CSV)
+
+
+def notebook_units(law: SparseLaw) -> tuple[float, ...]:
+    """A SparseLaw's coefficients in the notebook's form and units."""
+    per_million = 1e6**-law.b_N
+    e = (law.a_D / (1e5 * T5_TOKENS_PER_STEP)) ** law.b_D
+    return (law.a_S * per_million, law.b_S, law.c_S * per_million, law.b_N, e, law.b_D, law.c)
+
+
+def notebook_predict(params, S, N, D):
+    a, b, c, d, e, f, g = params
+    return (
+        (a * (1 / (1 - S)) ** -b + c) * (N / 1e6) ** -d
+        + e * (D / 1e5 / T5_TOKENS_PER_STEP) ** -f
+        + g
+    )
+
+
+def test_objective_reproduces_published_t5_fit(t5):
+    S, N, D, loss = t5
+    # Our objective is the notebook's: its printed optimum comes out to 7 digits.
+    assert objective(notebook_predict(NOTEBOOK_T5, S, N, D), loss) == pytest.approx(
+        7.603605281507622e-06, rel=1e-6
+    )
+    # Table 1 is the same fit rounded to 3 digits, in parameters and tokens.
+    np.testing.assert_allclose(notebook_units(PAPER_T5), NOTEBOOK_T5, rtol=5e-3)
+    assert objective(PAPER_T5.predict(S, N, D), loss) == pytest.approx(
+        PUBLISHED_OBJECTIVE, rel=0.01
+    )
+    assert notebook_predict(NOTEBOOK_T5, *EXTRAPOLATION) == pytest.approx(1.4683, abs=1e-4)
+
+
+def test_fit_beats_published_t5_objective_fast(t5):
+    start = time.perf_counter()
+    result = fit(*t5, delta=1e-3, log=True)
+    elapsed = time.perf_counter() - start
+    assert result.objective <= PUBLISHED_OBJECTIVE
+    assert elapsed < 10.0
+    assert result.n_points == 48 and result.residuals.shape == (48,)
+    prediction = float(result.law.predict(*EXTRAPOLATION))
+    print(f"T5 fit: objective {result.objective:.6e} in {elapsed:.2f} s; {result.law}")
+    print(f"extrapolation: {prediction:.4f} (measured {MEASURED_EXTRAPOLATION}, published 1.4683)")
+    assert abs(prediction / MEASURED_EXTRAPOLATION - 1.0) < 0.03
+
+
+def test_fit_ignores_units_and_row_order(t5):
+    S, N, D, loss = t5
+    reference = fit(S, N, D, loss)
+    order = np.random.default_rng(0).permutation(S.size)
+    # N in millions, D in steps, rows shuffled: the same law in other units.
+    other = fit(S[order], N[order] / 1e6, D[order] / T5_TOKENS_PER_STEP, loss[order], law=SparseLaw)
+    assert other.objective <= PUBLISHED_OBJECTIVE
+    np.testing.assert_allclose(
+        other.law.predict(S, N / 1e6, D / T5_TOKENS_PER_STEP),
+        reference.law.predict(S, N, D),
+        rtol=1e-7,
+    )
+    assert other.law.b_N == pytest.approx(reference.law.b_N, rel=1e-6)
+
+
+def test_fit_is_deterministic(t5):
+    first, second = (fit(*t5, bootstrap=2, seed=3) for _ in range(2))
+    assert first.law == second.law and first.objective == second.objective
+    np.testing.assert_array_equal(first.residuals, second.residuals)
+    assert first.intervals == second.intervals
+
+
+def test_leave_largest_size_out(t5):
+    S, N, D, loss = t5
+    result = leave_largest_size_out(S, N, D, loss)
+    assert result.size == N.max() and result.held_out.sum() == 12
+    assert result.fit.n_points == 36 and result.predicted.shape == (12,)
+    assert result.diagnostics.relative_error.shape == (12,)
+    assert result.diagnostics.max_abs_relative_error < 0.05
+    print(
+        f"held out N={result.size:.3g}: rmse {result.diagnostics.rmse:.4f}, "
+        f"max |rel err| {result.diagnostics.max_abs_relative_error:.4f}"
+    )
+
+
+@dataclass(frozen=True)
+class PruneAtHalf:
+    """Any object with `sparsity(fraction)` is a schedule: here one-shot pruning halfway."""
+
+    target: float
+
+    def sparsity(self, fraction):
+        return np.where(np.asarray(fraction) >= 0.5, self.target, 0.0)
+
+
+CHINCHILLA = dict(A=406.4, alpha=0.34, B=410.7, beta=0.28, E=1.69)
+TRUE_LAWS = {
+    "sparse": PAPER_VIT,
+    "average": AverageParamLaw(**CHINCHILLA, schedule=PruneAtHalf),
+    "multiplier": EffectiveMultiplierLaw(
+        **CHINCHILLA, levels=(0.5, 0.75, 0.875), effs=(0.87, 0.6, 0.45)
+    ),
+    "chinchilla": ChinchillaLaw(**CHINCHILLA),
+}
+EXPONENTS = {"b_S", "b_N", "b_D", "alpha", "beta"}
+
+
+def synthetic(law, noise, seed=0, sizes=7, lengths=6):
+    """A ViT-like grid (sizes and lengths 2x apart) with log-normal noise on the loss."""
+    levels = (0.0,) if law.name == "chinchilla" else (0.0, 0.5, 0.75, 0.875)
+    N, D = 1e6 * 2.0 ** np.arange(sizes), 2e8 * 2.0 ** np.arange(lengths)
+    grid = np.meshgrid(levels, N, D, indexing="ij")
+    S, N, D = (x.ravel() for x in grid)
+    rng = np.random.default_rng(seed)
+    return S, N, D, law.predict(S, N, D) * np.exp(noise * rng.standard_normal(S.size))
+
+
+@pytest.mark.parametrize("name", sorted(TRUE_LAWS))
+def test_synthetic_recovery(name):
+    true = TRUE_LAWS[name]
+    options = {"schedule": PruneAtHalf} if name == "average" else {}
+    exact = fit(*synthetic(true, noise=0.0), law=name, **options)
+    np.testing.assert_allclose(exact.law.params, true.params, rtol=1e-6)
+    # 0.03% noise: over 8 seeds the worst errors were 0.6% (exponents) and 2.8% (others).
+    noisy = fit(*synthetic(true, noise=3e-4), law=name, **options)
+    for key, value in noisy.law.as_dict().items():
+        rtol = 0.02 if key in EXPONENTS else 0.06
+        assert value == pytest.approx(true.as_dict()[key], rel=rtol), key
+
+
+def test_synthetic_recovery_in_loss_space():
+    """The notebook's ViT setting: plain residuals with delta = 0.01."""
+    S, N, D, _ = synthetic(PAPER_VIT, 0.0)
+    loss = PAPER_VIT.predict(S, N, D) + 0.002 * np.random.default_rng(1).standard_normal(S.size)
+    result = fit(S, N, D, loss, delta=0.01, log=False)
+    np.testing.assert_allclose(result.residuals, result.law.predict(S, N, D) - loss)
+    for key, value in result.law.as_dict().items():
+        assert value == pytest.approx(PAPER_VIT.as_dict()[key], rel=0.1), key
+
+
+def test_bootstrap_intervals():
+    data = synthetic(PAPER_VIT, noise=1e-3, sizes=5, lengths=3)
+    result = fit(*data, bootstrap=4, seed=1, sopt_at=[(1e8, 1e21)], cost="gradual")
+    assert len(result.bootstrap_laws) == 4
+    derived = [
+        "dense_equivalent[S=0.5]",
+        "dense_equivalent[S=0.75]",
+        "dense_equivalent[S=0.875]",
+        "S_opt[N=1e+08,C=1e+21]",
+    ]
+    assert list(result.intervals) == [*PAPER_VIT.param_names, *derived]
+    assert all(lo <= hi for lo, hi in result.intervals.values())
+    lo, hi = result.intervals["b_N"]
+    assert lo < hi and hi - lo < 0.05
+    other_seed = fit(*data, bootstrap=2, seed=2).intervals["b_N"]
+    assert other_seed != (lo, hi)
+
+
+def test_diagnostics():
+    S, N, D, _ = synthetic(PAPER_VIT, 0.0)
+    loss = PAPER_VIT.predict(S, N, D) * 1.01
+    diagnostics = diagnose(PAPER_VIT, S, N, D, loss)
+    np.testing.assert_allclose(diagnostics.relative_error, 1 / 1.01 - 1)
+    assert diagnostics.rmse_log == pytest.approx(np.log(1.01))
+    assert diagnostics.rmse == pytest.approx(np.sqrt(np.mean((loss / 1.01 * 0.01) ** 2)))
+
+
+GOOD = synthetic(PAPER_VIT, 0.0)
+
+
+def replaced(index, value):
+    data = [x.copy() for x in GOOD]
+    data[index] = value if isinstance(value, np.ndarray) else np.full_like(data[index], value)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "match"),
+    [
+        ([x[[0, 8, 50, 100, 150]] for x in GOOD], {}, "5 points are fewer than the 7 param"),
+        (replaced(3, 0.0), {}, "loss must be positive"),
+        (replaced(3, np.nan), {}, "loss must be finite"),
+        (replaced(0, 1.0), {}, r"S must lie in \[0, 1\)"),
+        (replaced(0, -0.1), {}, r"S must lie in \[0, 1\)"),
+        (replaced(1, -1.0), {}, "N must be positive"),
+        (replaced(2, 0.0), {}, "D must be positive"),
+        (replaced(1, 1e6), {}, "N needs at least 2 distinct values"),
+        ([*GOOD[:3], GOOD[3][:-1]], {}, "same length"),
+        (replaced(0, 0.5), {}, "at least 2 distinct sparsities"),
+        (GOOD, {"law": "chinchilla"}, "dense models only"),
+        (replaced(0, np.where(GOOD[0] == 0, 0.25, GOOD[0])), {"law": "multiplier"}, "S = 0"),
+        (GOOD, {"law": "kaplan"}, "law must be one of"),
+        (GOOD, {"delta": 0.0}, "delta must be positive"),
+    ],
+)
+def test_bad_inputs_are_refused(data, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(*data, **kwargs)
+
+
+def test_two_sparsities_warn_about_identifiability():
+    S, N, D, loss = (x[GOOD[0] <= 0.5] for x in GOOD)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit(S, N, D, loss)
+    assert any("not all identified" in str(w.message) for w in caught)
