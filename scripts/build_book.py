@@ -15,6 +15,7 @@ warning (e.g. a figure the renderer dropped) fails too.
 from __future__ import annotations
 
 import argparse
+import ast
 import subprocess
 import sys
 import sysconfig
@@ -38,14 +39,24 @@ class BuildError(RuntimeError):
 
 
 def parameter_names(notebook: Path) -> set[str]:
-    """Names declared in the notebook's single `parameters` cell (BuildError otherwise)."""
+    """Names assigned in the notebook's single `parameters` cell (BuildError otherwise).
+
+    Read with `ast`, not papermill's line parser, which skips lines it cannot parse.
+    """
     nb = nbformat.read(notebook, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(tagged) != 1:
         raise BuildError(
             f"{notebook.name}: needs exactly one cell tagged 'parameters', found {len(tagged)}"
         )
-    return set(papermill.inspect_notebook(str(notebook)))
+    tree = ast.parse(tagged[0].source)
+    return {
+        target.id
+        for node in tree.body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
 
 
 def notebook_parameters(
@@ -62,6 +73,7 @@ def notebook_parameters(
 
 def execute(notebook: Path, parameters: dict[str, Any]) -> Path:
     """Run one notebook into book/executed/; BuildError naming the failing cell."""
+    EXECUTED.mkdir(parents=True, exist_ok=True)
     output = EXECUTED / notebook.name
     try:
         papermill.execute_notebook(
@@ -85,9 +97,17 @@ def build_book(path_output: Path) -> Path:
     """jupyter-book build with warnings as errors; returns the site's index.html."""
     jupyter_book = Path(sysconfig.get_path("scripts")) / "jupyter-book"
     command = [
-        str(jupyter_book), "build", str(ROOT), "--toc", str(TOC),
-        "--path-output", str(path_output), "-W", "-n", "--keep-going",
-    ]  # fmt: skip
+        str(jupyter_book),
+        "build",
+        str(ROOT),
+        "--toc",
+        str(TOC),
+        "--path-output",
+        str(path_output),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     if subprocess.run(command, cwd=ROOT).returncode != 0:
         raise BuildError("jupyter-book build failed (warnings count as errors); see above")
     return path_output / "_build" / "html" / "index.html"
@@ -100,13 +120,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--recompute", action="store_true", help="pass reuse=False (ignore stored results)"
     )
     parser.add_argument(
-        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
         help="set NAME to VALUE (a YAML scalar) in every notebook that declares NAME",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--path-output", type=Path, default=ROOT,
+        "--path-output",
+        type=Path,
+        default=ROOT,
         help="where jupyter-book writes _build/ (default: the repository root)",
-    )  # fmt: skip
+    )
     return parser.parse_args(argv)
 
 
@@ -119,7 +146,6 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(overrides) - set().union(*declared.values())
         if unknown:
             raise BuildError(f"-p {', '.join(sorted(unknown))}: no notebook declares it")
-        EXECUTED.mkdir(parents=True, exist_ok=True)
         for notebook, names in declared.items():
             params = notebook_parameters(
                 names, smoke=args.smoke, recompute=args.recompute, overrides=overrides

@@ -101,12 +101,12 @@ def figure(
 ) -> go.Figure:
     """An empty figure with the book's layout; `x`/`y` are AXIS_TITLES keys or free text.
 
-    With `subplot_titles`, one row of that many panels sharing the axis conventions.
+    With `subplot_titles`, one row of that many panels with the same axes: the y title is
+    written once at the left and the x title once under the middle panel, where repeating
+    them would overlap.
     """
-    if subplot_titles:
-        fig = make_subplots(rows=1, cols=len(subplot_titles), subplot_titles=subplot_titles)
-    else:
-        fig = go.Figure()
+    cols = len(subplot_titles)
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=subplot_titles) if cols else go.Figure()
     fig.update_layout(
         title=title,
         template="plotly_white",
@@ -114,8 +114,8 @@ def figure(
         hovermode="closest",
         margin={"l": 70, "r": 20, "t": 80, "b": 60},
     )
-    fig.update_xaxes(title_text=AXIS_TITLES.get(x, x))
-    fig.update_yaxes(title_text=AXIS_TITLES.get(y, y))
+    fig.update_xaxes(title_text=AXIS_TITLES.get(x, x), col=(cols + 1) // 2 if cols else None)
+    fig.update_yaxes(title_text=AXIS_TITLES.get(y, y), col=1 if cols else None)
     return log_axes(fig, x=log_x, y=log_y)
 
 

@@ -1,5 +1,5 @@
 """Sphinx extension: the site serves its own plotly.js and MathJax, so no page loads anything
-from the network.
+from the network, and no notebook figure goes missing.
 
 - plotly.js comes from the installed `plotly` package (the version that produced the
   figures). It is copied once into `_static/` and one `<script>` tag is added, only to pages
@@ -8,18 +8,27 @@ from the network.
 - MathJax 3 comes from the `django-static-mathjax` distribution on PyPI (MathJax's own
   `es5/` build, with its fonts); it is copied into `_static/mathjax/` and `mathjax_path`
   points at it. Sphinx's default would load it from a CDN.
+- A figure shown without the book renderer carries only plotly's JSON mime type, which
+  myst-nb drops without a trace once its warning is silenced (see _config.yml). Every
+  notebook page is checked against its notebook's figure count, with a warning (an error
+  under -W) naming the fix.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.resources
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.config import Config
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
 
 PLOTLY_JS = "plotly.min.js"
 MATHJAX_DIST = "django-static-mathjax"
@@ -62,13 +71,52 @@ def _use_local_mathjax(app: Sphinx, config: Config) -> None:
     config.mathjax_path = f"{MATHJAX_DIR}/{MATHJAX_ENTRY}"
 
 
-def _add_plotly_script(
+def _page_scripts(
     app: Sphinx, pagename: str, templatename: str, context: dict[str, Any], doctree: Any
 ) -> None:
-    # Called per page; add_js_file here affects this page only. No defer/async: the
-    # figures' inline scripts call Plotly.newPlot while the page is parsed.
+    """Per page: add plotly.js where there are figures; drop duplicated inline scripts."""
+    # add_js_file here affects this page only. No defer/async: the figures' inline scripts
+    # call Plotly.newPlot while the page is parsed.
     if "plotly-graph-div" in context.get("body", ""):
         app.add_js_file(PLOTLY_JS)
+    # Sphinx 7.4 re-adds inline scripts registered after Builder.init() (sphinx-thebe's,
+    # sphinx-togglebutton's) with filename '' instead of None, so each appears twice and
+    # the second `const THEBE_JS_URL` throws a SyntaxError in the browser.
+    seen: set[tuple] = set()
+    unique = []
+    for script in context["script_files"]:
+        key = (script.filename or None, script.priority, *sorted(script.attributes.items()))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"][:] = unique
+
+
+def figure_count(notebook: dict[str, Any]) -> int:
+    """Plotly figures among a notebook's outputs (a JSON-only one included)."""
+    return sum(
+        "application/vnd.plotly.v1+json" in data or "plotly-graph-div" in str(data.get("text/html"))
+        for cell in notebook.get("cells", [])
+        for data in (out.get("data", {}) for out in cell.get("outputs", []))
+    )
+
+
+def _check_figures(app: Sphinx, doctree: nodes.document) -> None:
+    source = Path(app.env.doc2path(app.env.docname))
+    if source.suffix != ".ipynb":
+        return
+    expected = figure_count(json.loads(source.read_text(encoding="utf-8")))
+    shown = sum("plotly-graph-div" in raw.astext() for raw in doctree.findall(nodes.raw))
+    if shown != expected:
+        logger.warning(
+            "%d of %d plotly figures have no text/html output and would be missing from the "
+            "page: call sparsekit.plotting.use_book_renderer() before showing figures",
+            expected - shown,
+            expected,
+            location=app.env.docname,
+            type="sparsekit",
+            subtype="figures",
+        )
 
 
 def _copy_assets(app: Sphinx, exception: Exception | None) -> None:
@@ -88,6 +136,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
         raise ImportError(f"{MATHJAX_DIST} does not ship es5/{MATHJAX_ENTRY}")
     app.setup_extension("sphinx.ext.mathjax")
     app.connect("config-inited", _use_local_mathjax)
-    app.connect("html-page-context", _add_plotly_script)
+    app.connect("doctree-read", _check_figures)
+    app.connect("html-page-context", _page_scripts)
     app.connect("build-finished", _copy_assets)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -87,7 +87,9 @@ def stdlib_corpus() -> Corpus:
     names = []
     for folder, subdirs, files in os.walk(root):
         subdirs[:] = [d for d in subdirs if d not in _SKIPPED_DIRS]
-        names += [(Path(folder) / f).relative_to(root).as_posix() for f in files if f.endswith(".py")]
+        names += [
+            (Path(folder) / f).relative_to(root).as_posix() for f in files if f.endswith(".py")
+        ]
     names.sort()
     return assemble(STDLIB, names, ((n.encode(), (root / n).read_bytes()) for n in names))
 
@@ -102,11 +104,18 @@ def _documents(path: Path) -> Iterator[bytes]:
     opener = gzip.open if path.suffix == ".gz" else open
     is_txt = path.name.removesuffix(".gz").endswith(".txt")
     with opener(path, "rt", encoding="utf-8") as lines:
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
-            text = line.rstrip("\r\n") if is_txt else json.loads(line)["text"]
-            yield text.encode()
+            if is_txt:
+                yield line.rstrip("\r\n").encode()
+                continue
+            try:
+                yield json.loads(line)["text"].encode()
+            except (ValueError, KeyError, TypeError, AttributeError) as error:
+                raise ValueError(
+                    f"data: {path}:{number} is not a JSON object with a string 'text' field"
+                ) from error
 
 
 @functools.cache
@@ -134,9 +143,7 @@ def local_corpus(path: str | os.PathLike) -> Corpus:
         raise ValueError(f"data: no .txt/.json/.jsonl(.gz) files under {path!s}")
     stats = [(p, p.stat()) for p in paths]
     base = root if root.is_dir() else root.parent
-    signature = tuple(
-        (p.relative_to(base).as_posix(), s.st_size, s.st_mtime_ns) for p, s in stats
-    )
+    signature = tuple((p.relative_to(base).as_posix(), s.st_size, s.st_mtime_ns) for p, s in stats)
     return _local_corpus(root, signature)
 
 

@@ -8,7 +8,6 @@ the source's training stream, so runs resume bit-identically and never repeat an
 
 import hashlib
 import json
-import math
 from typing import Protocol
 
 import numpy as np
@@ -19,7 +18,7 @@ class DataSource(Protocol):
 
     unit: str  # "tokens" or "images": what D counts
     units_per_example: int  # encoder input tokens per example, or 1 for images
-    max_examples: int | None  # training examples available without repetition; None: unlimited
+    max_examples: int  # training examples available without repetition
     fingerprint: str  # sha256 hex of the exact data (corpus bytes + generator settings)
 
     def train_batch(self, step: int, batch_size: int) -> dict[str, np.ndarray]:
@@ -40,13 +39,11 @@ def fingerprint(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def max_units(source: DataSource, batch_size: int) -> float:
+def max_units(source: DataSource, batch_size: int) -> int:
     """Most units (tokens or images) a run with this batch size can see without repetition.
 
-    Whole steps only; `math.inf` for procedural sources.
+    Whole steps only.
     """
-    if source.max_examples is None:
-        return math.inf
     return (source.max_examples // batch_size) * batch_size * source.units_per_example
 
 
@@ -60,12 +57,12 @@ def check_units(source: DataSource, units: float, batch_size: int) -> None:
         )
 
 
-def example_range(step: int, batch_size: int, max_examples: int | None) -> range:
+def example_range(step: int, batch_size: int, max_examples: int) -> range:
     """Example indices of one training step; ValueError naming `data` past the end."""
     if step < 0 or batch_size < 1:
         raise ValueError(f"step must be >= 0 and batch_size >= 1, got {step}, {batch_size}")
     stop = (step + 1) * batch_size
-    if max_examples is not None and stop > max_examples:
+    if stop > max_examples:
         raise ValueError(
             f"data: step {step} at batch size {batch_size} needs examples up to {stop} but the "
             f"training split holds {max_examples} without repetition"

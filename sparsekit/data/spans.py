@@ -2,13 +2,12 @@
 
 Token ids: 0 = pad, 1 = eos, 2 unused (ByT5's unk), byte b -> b + 3, and sentinels counting
 down from VOCAB_SIZE - 1 (ByT5's 125 extra ids). An example is a raw chunk of `raw_length`
-bytes split into alternating kept / noise spans (always starting with a kept span and ending
-with a noise span, as T5's `random_spans_noise_mask`):
+bytes with n noise spans separated by kept runs (the first and last kept runs may be empty):
 
-    inputs  = kept_0 <s_0> kept_1 <s_1> ... kept_{n-1} <s_{n-1}> eos
+    inputs  = kept_0 <s_0> kept_1 <s_1> ... kept_{n-1} <s_{n-1}> kept_n eos
     targets = <s_0> noise_0 <s_1> noise_1 ... <s_{n-1}> noise_{n-1} eos
 
-with <s_i> = VOCAB_SIZE - 1 - i. Every example of a given raw length has the same noise-token
+with <s_i> = VOCAB_SIZE - 1 - i. Every example of a given raw length has the same noise-byte
 and span counts, so a batch has fixed shapes and never needs padding.
 """
 
@@ -55,7 +54,9 @@ def span_lengths(input_length: int, noise_density: float, mean_span: float) -> S
     byte, so the search always lands exactly on `input_length`.
     """
     if input_length < 3:
-        raise ValueError(f"input_length must be >= 3 (kept byte + sentinel + eos), got {input_length}")
+        raise ValueError(
+            f"input_length must be >= 3 (kept byte + sentinel + eos), got {input_length}"
+        )
 
     def inputs_for(raw: int) -> int:
         noise, spans = span_counts(raw, noise_density, mean_span)
@@ -100,7 +101,9 @@ def noise_mask(rng: np.random.Generator, batch: int, lengths: SpanLengths) -> np
     noise = _segment_lengths(rng, batch, noise_tokens, spans)
     kept = _segment_lengths(rng, batch, n - noise_tokens + 2, spans + 1)
     kept[:, [0, -1]] -= 1
-    runs = np.concatenate([np.stack([kept[:, :-1], noise], axis=2).reshape(batch, -1), kept[:, -1:]], 1)
+    runs = np.concatenate(
+        [np.stack([kept[:, :-1], noise], axis=2).reshape(batch, -1), kept[:, -1:]], 1
+    )
     # a noise run starts or ends at each run boundary; the last boundary is the chunk's end
     toggles = np.zeros((batch, n + 1), np.int32)
     np.put_along_axis(toggles, np.cumsum(runs, axis=1)[:, :-1], 1, axis=1)

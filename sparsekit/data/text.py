@@ -2,7 +2,7 @@
 
 Example i of the training stream is raw chunk i of the training bytes (no overlap, no
 repetition); step k holds examples k * B ... (k + 1) * B - 1, and its span positions come from
-`np.random.default_rng([seed, 0, k])`, so any step can be produced alone, in any order. D is
+`np.random.default_rng([0, seed, k])`, so any step can be produced alone, in any order. D is
 counted in encoder input tokens (units_per_example = input_length). The eval set is the first
 `eval_examples` chunks of the validation bytes, corrupted with a seed shared by every run so
 that losses compare across training seeds.
@@ -18,7 +18,8 @@ from sparsekit.data.source import example_range, fingerprint, read_only
 from sparsekit.data.spans import SpanLengths, corrupt, noise_mask, span_lengths
 
 _TRAIN_FOLD = 0  # first seed word of training masks
-_EVAL_SEED = (1, 0)  # eval masks: one fixed seed for every run
+_EVAL_SEED = (1, 0)  # eval masks: first word 1 (never a training seed), same for every run
+GENERATOR = "span-corruption-v1"  # recorded in the fingerprint; bump when the algorithm changes
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,9 @@ class TextSource:
                 f"{available} chunks of {self.lengths.raw_length} bytes"
             )
         settings = {k: v for k, v in asdict(self.config).items() if k != "corpus"}
-        self.fingerprint = fingerprint({"corpus": self.corpus.fingerprint, **settings})
+        self.fingerprint = fingerprint(
+            {"generator": GENERATOR, "corpus": self.corpus.fingerprint, **settings}
+        )
 
     def _examples(self, stream: np.ndarray, start: int, count: int, rng: np.random.Generator):
         n = self.lengths.raw_length
@@ -94,6 +97,7 @@ class TextSource:
         return {
             "family": "t5",
             "unit": self.unit,
+            "generator": GENERATOR,
             **asdict(self.config),
             **asdict(self.lengths),
             "max_examples": self.max_examples,

@@ -40,6 +40,13 @@ class Family:
     name: ClassVar[str]
     loss_fn: ClassVar[Callable]
 
+    def __post_init__(self):
+        for field in dataclasses.fields(self):  # every field is a positive size or ratio
+            if not getattr(self, field.name) > 0:
+                raise ValueError(
+                    f"{type(self).__name__}.{field.name} must be > 0, got {getattr(self, field.name)!r}"
+                )
+
     @property
     def quantum(self) -> int:
         """Widths are multiples of this: integral heads, reduction dims divisible by 8."""

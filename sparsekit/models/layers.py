@@ -67,8 +67,9 @@ class Attention(nnx.Module):
         mask: bool, broadcastable to [B, H, Lq, Lk], True = may attend.
         bias: float, broadcastable to [B, H, Lq, Lk], added to the logits (position bias).
         """
-        q, k, v = (self._heads(f(t)) for f, t in ((self.q, x), (self.k, memory), (self.v, memory)))
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(q.shape[-1]).astype(q.dtype)
+        q, k, v = self._heads(self.q(x)), self._heads(self.k(memory)), self._heads(self.v(memory))
+        q = q * q.shape[-1] ** -0.5  # scale the smaller tensor, not the [B, H, Lq, Lk] logits
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
         if bias is not None:
             logits = logits + bias
         if mask is not None:

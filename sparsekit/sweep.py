@@ -1,0 +1,361 @@
+"""Sweeps: a grid of run configs -> the results store, resumable.
+
+A `Grid` is a base config plus axes of overrides by dotted name; its runs are the product of
+the axes (big_vision style), optionally with one group of `zipped` axes varied together:
+
+    name: vit-smoke
+    base: {model: {family: vit}, data: {amount: 2048, batch: 32, eval_examples: 64}}
+    axes: {sparsity.target: [0.0, 0.5], model.nonzero: [2000, 4000]}
+    zipped: {optim.lr: [3.0e-3, 1.0e-3], optim.warmup: [0.05, 0.1]}   # optional
+
+`sweep(grid, store)` runs the configs not yet in the store and reuses the others. Runs execute
+in this process (workers=1), in `workers` spawned processes (one fresh process per run, so a
+crash or an out-of-memory kill fails that run only), or on a Dask cluster (`scheduler`). In
+every case results come back to this process, which alone writes the store, one run at a time:
+killing a sweep loses at most the runs in flight, and running it again resumes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import math
+import multiprocessing
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sparsekit.config import RunConfig
+from sparsekit.store import Store, table
+
+Runner = Callable[[RunConfig], dict[str, Any]]  # config -> result row (see train.run)
+Done = Iterator[tuple[RunConfig, dict[str, Any]]]  # (config, result) as runs finish
+
+
+class GridError(ValueError):
+    """A grid spec that cannot produce valid configs; raised when the grid is built."""
+
+
+# --- config overrides by dotted name --------------------------------------------------------
+
+def check_field(name: str) -> None:
+    """ValueError unless `name` is a dotted RunConfig field (e.g. "optim.lr"). Fields typed
+    `dict` (e.g. `data.options`) take any key below them."""
+    cls: Any = RunConfig
+    parts = name.split(".")
+    for depth, part in enumerate(parts):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            raise ValueError(f"unknown config field {name!r}: {cls.__name__} has no field "
+                             f"{part!r} (it has {', '.join(hints)})")
+        cls = hints[part]
+        if cls is dict:
+            return
+        if not dataclasses.is_dataclass(cls):
+            if depth < len(parts) - 1:
+                raise ValueError(f"unknown config field {name!r}: "
+                                 f"{'.'.join(parts[:depth + 1])} has no fields")
+            return
+    raise ValueError(f"config field {name!r} is a group; name one of its fields")
+
+
+def make_config(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
+    """A RunConfig from a (possibly partial) config dict and overrides by dotted name."""
+    d = _copy_dicts(base)
+    for name, value in overrides.items():
+        check_field(name)
+        node = d
+        *parents, leaf = name.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"cannot set {name!r}: {p!r} in the base is not a mapping")
+        node[leaf] = _copy_dicts(value)
+    if not {"model", "data"} <= d.keys():
+        raise ValueError("a config needs model (family and nonzero or width) and data (amount)")
+    try:
+        return RunConfig.from_dict(d)
+    except TypeError as e:  # a dataclass given an unknown field, e.g. model: {size: 3}
+        raise ValueError(str(e)) from e
+
+
+def _copy_dicts(value: Any) -> Any:
+    return {k: _copy_dicts(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+# --- grids ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Grid:
+    """A sweep: every combination of `axes` (and of the `zipped` group) over `base`.
+
+    Built grids are valid: names, axes and every resulting config are checked at construction.
+    """
+
+    base: dict[str, Any]  # RunConfig dict, possibly partial (family recipe fills None fields)
+    axes: dict[str, list] = field(default_factory=dict)  # dotted name -> values (product)
+    zipped: dict[str, list] = field(default_factory=dict)  # dotted name -> values, varied
+    # together (equal lengths); the group is one more factor of the product
+    name: str = "grid"  # label for progress and summaries
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.base, dict):
+            raise GridError(f"grid {self.name!r}: base must be a mapping (a config dict)")
+        for group in ("axes", "zipped"):
+            if not isinstance(getattr(self, group), dict):
+                raise GridError(f"grid {self.name!r}: {group} must be a mapping of dotted "
+                                "config names to lists of values")
+            for axis, values in getattr(self, group).items():
+                try:
+                    check_field(axis)
+                except ValueError as e:
+                    raise GridError(f"grid {self.name!r}: axis {axis!r}: {e}") from None
+                if not isinstance(values, list) or not values:
+                    raise GridError(f"grid {self.name!r}: axis {axis!r} needs a non-empty list "
+                                    f"of values, got {values!r}")
+        if len({len(v) for v in self.zipped.values()}) > 1:
+            sizes = {k: len(v) for k, v in self.zipped.items()}
+            raise GridError(f"grid {self.name!r}: zipped axes need equal lengths, got {sizes}")
+        both = self.axes.keys() & self.zipped.keys()
+        if both:
+            raise GridError(f"grid {self.name!r}: {sorted(both)} in both axes and zipped")
+        self.configs()  # fail now, not in the middle of a sweep
+
+    def points(self) -> list[dict[str, Any]]:
+        """The overrides of every point (dotted name -> value); the first axis varies slowest."""
+        factors = [[{axis: v} for v in values] for axis, values in self.axes.items()]
+        if self.zipped:
+            factors.append([dict(zip(self.zipped, vs, strict=True))
+                            for vs in zip(*self.zipped.values(), strict=True)])
+        return [{k: v for part in combo for k, v in part.items()}
+                for combo in itertools.product(*factors)]
+
+    def configs(self) -> list[RunConfig]:
+        """One config per point; points that give the same config (same key) appear once."""
+        configs: dict[str, RunConfig] = {}
+        for point in self.points():
+            try:
+                cfg = make_config(self.base, point)
+            except ValueError as e:
+                raise GridError(f"grid {self.name!r}, point {point}: {e}") from None
+            configs.setdefault(cfg.key(), cfg)
+        return list(configs.values())
+
+
+def yaml_loader() -> type:
+    """A safe YAML loader that also reads 1e-3 as a float (YAML 1.1 needs 1.0e-3)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    exponent = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+.0123456789"))
+    return Loader
+
+
+def load_grid(path: str | os.PathLike) -> Grid:
+    """Read a grid YAML file (keys: name, base, axes, zipped); GridError naming the file."""
+    import yaml
+
+    path = Path(path)
+    try:
+        spec = yaml.load(path.read_text(), Loader=yaml_loader())
+    except yaml.YAMLError as e:
+        raise GridError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(spec, dict):
+        raise GridError(f"{path}: a grid file is a mapping with keys name, base, axes, zipped")
+    unknown = spec.keys() - {f.name for f in dataclasses.fields(Grid)}
+    if unknown:
+        raise GridError(f"{path}: unknown keys {sorted(unknown)} (allowed: name, base, axes, "
+                        "zipped)")
+    if "base" not in spec:
+        raise GridError(f"{path}: missing 'base' (the config every run starts from)")
+    spec.setdefault("name", path.stem)
+    try:
+        return Grid(**spec)
+    except GridError as e:
+        raise GridError(f"{path}: {e}") from None
+
+
+# --- running one config ---------------------------------------------------------------------
+
+def failed(cfg: RunConfig, error: str, wall_time_s: float = math.nan,
+           **extra: Any) -> dict[str, Any]:
+    """The result row of a run that did not produce one (exception, crashed worker)."""
+    return {"key": cfg.key(), "config": cfg.to_dict(), "status": "failed", "error": error,
+            "family": cfg.model.family, "sparsity": cfg.sparsity.target,
+            "pattern": cfg.sparsity.pattern, "wall_time_s": wall_time_s, **extra}
+
+
+def run_one(runner: Runner, cfg: RunConfig) -> dict[str, Any]:
+    """`runner(cfg)`, with an exception turned into a failed result (so it gets stored)."""
+    start = time.perf_counter()
+    try:
+        result = runner(cfg)
+    except Exception as e:
+        return failed(cfg, f"{type(e).__name__}: {e}", time.perf_counter() - start,
+                      traceback=traceback.format_exc())
+    if result.get("key") != cfg.key():
+        return failed(cfg, f"runner returned key {result.get('key')!r}, expected {cfg.key()}",
+                      time.perf_counter() - start)
+    return result
+
+
+def _train_run(cfg: RunConfig) -> dict[str, Any]:
+    from sparsekit import train  # imports JAX: only where runs happen
+
+    return train.run(cfg)
+
+
+# --- executors: each yields (config, result) as runs finish ---------------------------------
+
+def _in_process(todo: list[RunConfig], runner: Runner) -> Done:
+    for cfg in todo:
+        yield cfg, run_one(runner, cfg)
+
+
+def _exit_with(parent: int) -> None:
+    """Exit this worker once its parent is gone (a killed sweep must not leave runs going)."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _child(runner: Runner, cfg: RunConfig, conn: Any, parent: int) -> None:
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    conn.send(run_one(runner, cfg))
+    conn.close()
+
+
+def _in_processes(todo: list[RunConfig], runner: Runner, workers: int) -> Done:
+    """Up to `workers` runs at a time, each in a fresh spawned process (fork is unsafe once
+    JAX has started threads)."""
+    from multiprocessing.connection import wait
+
+    ctx = multiprocessing.get_context("spawn")
+    queue, running = list(reversed(todo)), {}
+    try:
+        while queue or running:
+            while queue and len(running) < workers:
+                cfg = queue.pop()
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(runner, cfg, send, os.getpid()),
+                                   daemon=True)
+                start = time.perf_counter()
+                proc.start()
+                send.close()  # so that recv sees EOF when the child dies
+                running[recv] = (cfg, proc, start)
+            for conn in wait(list(running)):
+                cfg, proc, start = running.pop(conn)
+                try:
+                    result = conn.recv()
+                except EOFError:
+                    proc.join()
+                    result = failed(cfg, f"worker process died (exit code {proc.exitcode})",
+                                    time.perf_counter() - start)
+                conn.close()
+                proc.join()
+                yield cfg, result
+    finally:
+        for _, proc, _ in running.values():
+            proc.kill()
+            proc.join()
+
+
+def _on_dask(todo: list[RunConfig], runner: Runner, scheduler: str, workers: int) -> Done:
+    """Runs as Dask tasks: on the cluster at `scheduler` (an address such as
+    "tcp://host:8786"), or on a LocalCluster of `workers` single-threaded processes."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    with contextlib.ExitStack() as stack:
+        if scheduler == "local":
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True,
+                dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(scheduler))
+        futures = {client.submit(run_one, runner, cfg, pure=False): cfg for cfg in todo}
+        for future in as_completed(futures):
+            cfg = futures[future]
+            try:
+                result = future.result()
+            except Exception as e:  # e.g. KilledWorker after repeated worker crashes
+                result = failed(cfg, f"dask: {type(e).__name__}: {e}")
+            yield cfg, result
+
+
+# --- the sweep ------------------------------------------------------------------------------
+
+def _needs_run(stored: dict[str, Any] | None, reuse: bool, retry_failed: bool) -> bool:
+    if stored is None or not reuse:
+        return True
+    return stored.get("status") != "ok" and retry_failed
+
+
+def _describe(result: dict[str, Any]) -> str:
+    c = result["config"]
+    size = c["model"]["nonzero"] or f"width {c['model']['width']}"
+    return (f"{result['key']} ({c['model']['family']} N={size} "
+            f"S={c['sparsity']['target']} D={c['data']['amount']})")
+
+
+def sweep(grid: Grid | Iterable[RunConfig], store: str | os.PathLike | Store, *,
+          workers: int = 1, scheduler: str | None = None, reuse: bool = True,
+          retry_failed: bool = False, progress: bool = True, runner: Runner | None = None):
+    """Run the grid's configs that the store lacks, reuse the others; returns a DataFrame of
+    the grid's rows (one per config, grid order; see `store.table`).
+
+    workers: runs at once. Without `scheduler`: 1 = in this process, more = one spawned
+        process per run. With scheduler="local": the size of the Dask LocalCluster.
+    scheduler: None (local), "local" (a Dask LocalCluster) or a Dask scheduler address.
+    reuse: False recomputes every run and replaces the stored result.
+    retry_failed: also rerun configs whose stored result has status "failed".
+    runner: config -> result row; default `train.run`. Must be picklable (a module-level
+        function) for workers > 1 or Dask.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    configs = grid.configs() if isinstance(grid, Grid) else list({c.key(): c for c in grid}
+                                                                     .values())
+    name = grid.name if isinstance(grid, Grid) else "sweep"
+    store = store if isinstance(store, Store) else Store(store)
+    runner = runner or _train_run
+    with store.lock():
+        store.clean()
+        stored = {r["key"]: r for r in store.results()}
+        store.write_table(stored.values())  # repairs a table left stale by a killed sweep
+        todo = [c for c in configs if _needs_run(stored.get(c.key()), reuse, retry_failed)]
+        if progress:
+            print(f"{name}: {len(configs)} runs, {len(configs) - len(todo)} reused from "
+                  f"{store.path}, {len(todo)} to run", file=sys.stderr)
+        if scheduler is not None:
+            done = _on_dask(todo, runner, scheduler, workers)
+        elif workers > 1:
+            done = _in_processes(todo, runner, workers)
+        else:
+            done = _in_process(todo, runner)
+        with tqdm(total=len(todo), desc=name, unit="run", disable=not progress) as bar, \
+                contextlib.closing(done):
+            for _, result in done:
+                store.put(result)
+                stored[result["key"]] = result
+                store.write_table(stored.values())
+                bar.update()
+                if result["status"] == "ok":
+                    bar.set_postfix_str(f"last loss {result['loss']:.4g}")
+                else:
+                    bar.write(f"failed: {_describe(result)}: {result['error']}")
+    return table(stored[c.key()] for c in configs)

@@ -1,0 +1,506 @@
+"""The book: notebook conventions, the smoke build, and the built site in a real browser.
+
+The `book`-marked tests share one smoke build per session (into _build/test-book/, kept
+for inspection: CI can upload its screenshots/ folder). The browser tests drive Debian's
+headless Chromium over the DevTools pipe with all name resolution blocked, and record
+every request, console error, uncaught exception and failed load of each page.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+BUILD = ROOT / "_build" / "test-book"  # smoke build of this session; kept for CI artifacts
+SITE = BUILD / "_build" / "html"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # nothing outside this machine can load
+    "--window-size=1280,900",
+    "--remote-debugging-pipe",
+]
+LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
+
+
+def _load(name: str, path: Path) -> Any:
+    """Import a module from a file (scripts/ and book/_ext/ are not packages)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build_book = _load("build_book", ROOT / "scripts" / "build_book.py")
+figure_count = _load("offline_assets", ROOT / "book" / "_ext" / "offline_assets.py").figure_count
+
+
+# --- Figures and notebook conventions (fast) -------------------------------------------------
+
+
+def test_book_renderer_adds_html_without_plotlyjs() -> None:
+    from sparsekit import plotting
+
+    plotting.use_book_renderer()
+    fig = plotting.figure("t", "N", "loss", log_x=True, height=300)
+    fig.add_scatter(x=[1e6, 1e7], y=[3.0, 2.5], line={"color": plotting.sparsity_color(0.5)})
+    bundle = fig._repr_mimebundle_()
+    html = bundle["text/html"]
+    assert "application/vnd.plotly.v1+json" in bundle  # JupyterLab / VS Code keep working
+    assert 'class="plotly-graph-div"' in html and "height:300px" in html
+    assert "<script src" not in html and len(html) < 50_000  # plotly.js is not inlined
+    assert plotting.sparsity_color(0.75) != plotting.sparsity_color(0.6) == plotting.FALLBACK_COLOR
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_clean_with_documented_parameters(path: Path) -> None:
+    nb = nbformat.read(path, as_version=4)
+    assert nb.nbformat == 4
+    dirty = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (c.outputs or c.execution_count)
+    ]
+    assert not dirty, f"{path.name}: clear the outputs of cells {dirty} before saving"
+    declared = build_book.parameter_names(path)  # exactly one `parameters` cell
+    # papermill's parser (behind `papermill --help-notebook`) must see every parameter with
+    # its comment: it skips lines with a second '=' (e.g. '>=' in the comment).
+    documented = {name: p["help"] for name, p in papermill.inspect_notebook(str(path)).items()}
+    assert set(documented) == declared, (
+        f"{path.name}: papermill cannot parse {declared - set(documented)}"
+    )
+    undocumented = [name for name, text in documented.items() if not text]
+    assert not undocumented, f"{path.name}: add a comment (meaning, unit, range) to {undocumented}"
+
+
+def _notebook_with(tmp_path: Path, *sources: str, tags: tuple[str, ...] = ("parameters",)) -> Path:
+    cells = [nbformat.v4.new_code_cell(src) for src in sources]
+    for cell, tag in zip(cells, tags, strict=False):
+        cell.metadata["tags"] = [tag]
+    path = tmp_path / "probe.ipynb"
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=kernel), path)
+    return path
+
+
+@pytest.mark.parametrize("tags", [(), ("parameters", "parameters")], ids=["none", "two"])
+def test_build_rejects_notebook_without_exactly_one_parameters_cell(tmp_path, tags) -> None:
+    path = _notebook_with(tmp_path, "x = 1", "y = 2", tags=tags)
+    with pytest.raises(build_book.BuildError, match="exactly one cell tagged 'parameters'"):
+        build_book.parameter_names(path)
+
+
+def test_build_passes_only_declared_parameters() -> None:
+    params = build_book.notebook_parameters(
+        {"smoke", "bootstrap"}, smoke=True, recompute=True, overrides={"bootstrap": 3, "x": 1}
+    )
+    assert params == {"smoke": True, "bootstrap": 3}
+
+
+def test_build_rejects_a_parameter_no_notebook_declares(capsys) -> None:
+    assert build_book.main(["-p", "no_such_parameter", "1"]) == 1
+    assert "no_such_parameter: no notebook declares it" in capsys.readouterr().err
+
+
+@pytest.mark.book
+def test_build_names_the_failing_notebook_and_cell(tmp_path, monkeypatch) -> None:
+    path = _notebook_with(tmp_path, "n = 1", "import math\nmath.sqrt(-n)")
+    monkeypatch.setattr(build_book, "EXECUTED", tmp_path / "executed")
+    with pytest.raises(build_book.BuildError) as err:
+        build_book.execute(path, {"n": 2})
+    message = str(err.value)
+    assert "probe.ipynb" in message and "'import math'" in message
+    assert "ValueError: math domain error" in message
+
+
+# (notebook, parameter, bad value): each must stop at the validation cell, naming it.
+BAD_PARAMETERS = [
+    ("01_paper_law.ipynb", "bootstrap", -1),
+    ("01_paper_law.ipynb", "grid_points", 5),
+    ("01_paper_law.ipynb", "smoke", "yes"),
+    ("01_paper_law.ipynb", "seed", 1.5),
+    ("01_paper_law.ipynb", "paper_data", "no/such/t5-data.csv"),
+]
+
+
+@pytest.mark.book
+@pytest.mark.parametrize(("name", "parameter", "value"), BAD_PARAMETERS)
+def test_out_of_range_parameter_stops_at_validation(tmp_path, name, parameter, value) -> None:
+    source = ROOT / "notebooks" / name
+    output = tmp_path / name
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters={parameter: value},
+            kernel_name="python3",
+            cwd=str(source.parent),
+            progress_bar=False,
+        )
+    assert err.value.ename == "ValueError"
+    assert err.value.evalue.startswith(f"{parameter} must be"), err.value.evalue
+    # The first code cell after the injected parameters raised, and nothing ran after it.
+    cells = nbformat.read(output, as_version=4).cells
+    tags = [c.metadata.get("tags", []) for c in cells]
+    injected = next(i for i, t in enumerate(tags) if "injected-parameters" in t)
+    after = [c for c in cells[injected + 1 :] if c.cell_type == "code"]
+    assert any(o.output_type == "error" for o in after[0].outputs)
+    assert all(c.execution_count is None for c in after[1:])
+
+
+@pytest.mark.book
+def test_paper_law_chapter_runs_without_the_paper_data(tmp_path) -> None:
+    # From a working directory with no shared/ beside it the chapter falls back to the
+    # published coefficients instead of failing.
+    cwd = tmp_path / "repo" / "notebooks"
+    cwd.mkdir(parents=True)
+    output = tmp_path / "01_paper_law.ipynb"
+    papermill.execute_notebook(
+        str(ROOT / "notebooks" / "01_paper_law.ipynb"),
+        str(output),
+        parameters={"smoke": True},
+        kernel_name="python3",
+        cwd=str(cwd),
+        progress_bar=False,
+    )
+    text = output.read_text()
+    assert "No paper data at" in text and '"output_type": "error"' not in text
+
+
+# --- The smoke build ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smoke_site() -> Path:
+    """Build the smoke book once per session; its html/ folder."""
+    shutil.rmtree(BUILD, ignore_errors=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "build_book.py"),
+            "--smoke",
+            "--path-output",
+            str(BUILD),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, (
+        f"smoke build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    assert f"open {(SITE / 'index.html').as_uri()}" in result.stdout
+    return SITE
+
+
+def _chapters() -> list[str]:
+    """Executed notebooks as the toc lists them, e.g. 'book/executed/01_paper_law'."""
+    toc = (ROOT / "book" / "_toc.yml").read_text()
+    return re.findall(r"file:\s*(book/executed/\S+)", toc)
+
+
+@pytest.mark.book
+def test_smoke_build_renders_every_notebook(smoke_site: Path) -> None:
+    chapters = _chapters()
+    assert sorted(Path(c).name for c in chapters) == [p.stem for p in NOTEBOOKS]
+    for chapter in chapters:
+        executed = nbformat.read(ROOT / f"{chapter}.ipynb", as_version=4)
+        html = (smoke_site / f"{chapter}.html").read_text()
+        # every figure the notebook produced reached the page (none dropped by myst-nb)
+        assert html.count('class="plotly-graph-div"') == figure_count(executed) > 0, chapter
+        # the injected parameters are shown (tags stripped: the code is highlighted)
+        assert "tag_injected-parameters" in html
+        assert "smoke = True" in re.sub(r"<[^>]+>", "", html)
+
+
+# Markup that makes a browser fetch something: src/href of loading elements, srcset,
+# <object data>, CSS url() and @import. Plain <a href> links are not loads.
+EXTERNAL = "(?:https?:)?//"
+LOADS = [
+    re.compile(
+        rf"<(?:script|img|iframe|frame|embed|source|audio|video|track|input)\b[^>]*\bsrc\s*=\s*[\"']?{EXTERNAL}",
+        re.I,
+    ),
+    re.compile(rf"<link\b[^>]*\bhref\s*=\s*[\"']?{EXTERNAL}", re.I),
+    re.compile(rf"\bsrcset\s*=\s*[\"'][^\"']*{EXTERNAL}", re.I),
+    re.compile(rf"<object\b[^>]*\bdata\s*=\s*[\"']?{EXTERNAL}", re.I),
+    re.compile(rf"url\(\s*[\"']?{EXTERNAL}", re.I),
+    re.compile(rf"@import\s+(?:url\()?\s*[\"']?{EXTERNAL}", re.I),
+]
+
+
+def external_loads(text: str) -> list[str]:
+    """Snippets of `text` (HTML or CSS) that load a resource from another host."""
+    return [text[m.start() : m.start() + 120] for rx in LOADS for m in rx.finditer(text)]
+
+
+def test_external_load_scanner() -> None:
+    page = """<a href="https://arxiv.org/abs/1">paper</a> <script src="_static/x.js"></script>
+    <script src="https://cdn.example/x.js"></script> <link rel="stylesheet" href="//cdn.example/a.css">
+    <img src='http://example.org/a.png'> <style>@font-face { src: url("https://f.example/a.woff") }</style>"""
+    found = external_loads(page)
+    assert len(found) == 4 and not any("arxiv" in f for f in found), found
+
+
+@pytest.mark.book
+def test_no_page_loads_from_the_network(smoke_site: Path) -> None:
+    files = [*smoke_site.rglob("*.html"), *smoke_site.rglob("*.css")]
+    offending = {
+        str(f.relative_to(smoke_site)): hits
+        for f in files
+        if (hits := external_loads(f.read_text(errors="replace")))
+    }
+    assert not offending, offending
+    # MathJax and plotly.js are served from _static/, not a CDN.
+    assert (smoke_site / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    assert (smoke_site / "_static" / "plotly.min.js").is_file()
+
+
+# --- The built site in a real browser --------------------------------------------------------
+
+
+@dataclass
+class PageReport:
+    """What a page did in the browser."""
+
+    requests: list[str] = field(default_factory=list)  # every URL it requested
+    errors: list[str] = field(default_factory=list)  # console errors, exceptions, failed loads
+    figures: int = 0  # plotly figures drawn (an SVG with at least one trace)
+    math: int = 0  # formulas typeset by MathJax
+    math_errors: int = 0  # formulas MathJax could not parse
+
+    @property
+    def external(self) -> list[str]:
+        return [url for url in self.requests if not url.startswith(LOCAL_SCHEMES)]
+
+
+class Browser:
+    """Headless Chromium driven by the DevTools protocol over a pipe (no extra packages).
+
+    The protocol pipe is fds 3 (commands in) and 4 (replies out) of the browser process,
+    with messages separated by NUL bytes.
+    """
+
+    def __init__(self, binary: str, profile: Path) -> None:
+        cmd_read, self._cmd = os.pipe()
+        self._reply, reply_write = os.pipe()
+        self._proc = subprocess.Popen(
+            [
+                "/bin/bash",  # dash cannot redirect from fds above 9
+                "-c",
+                f'exec "$0" "$@" 3<&{cmd_read} 4>&{reply_write}',
+                binary,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
+            pass_fds=(cmd_read, reply_write),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(cmd_read)
+        os.close(reply_write)
+        self._buffer = b""
+        self._next_id = 0
+        self._events: list[dict] = []
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self._session = self.call("Target.attachToTarget", targetId=target, flatten=True)[
+            "sessionId"
+        ]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable", session=True)
+
+    def _receive(self, deadline: float) -> dict:
+        while b"\0" not in self._buffer:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no reply from chromium")
+            chunk = os.read(self._reply, 1 << 16)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def call(self, method: str, session: bool = False, timeout: float = 60, **params) -> dict:
+        """Send one command, keep the events that arrive meanwhile, return its result."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self._session
+        os.write(self._cmd, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._receive(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self._events.append(reply)
+
+    def visit(self, url: str, timeout: float = 60, wait: float = 20) -> PageReport:
+        """Load `url` (within `timeout` s), wait for MathJax and for plotly to draw every
+        figure (at most `wait` s), and report what happened."""
+        self._events.clear()
+        self.call("Page.navigate", session=True, url=url)
+        deadline = time.monotonic() + timeout
+        while not any(e.get("method") == "Page.loadEventFired" for e in self._events):
+            self._events.append(self._receive(deadline))
+        counts = self.call(
+            "Runtime.evaluate",
+            session=True,
+            awaitPromise=True,
+            returnByValue=True,
+            expression=WAIT_AND_COUNT.replace("WAIT_MS", str(int(wait * 1000))),
+            timeout=timeout + wait,
+        )["result"]["value"]
+        return self._report(counts)
+
+    def _report(self, counts: dict) -> PageReport:
+        report = PageReport(**counts)
+        urls: dict[str, str] = {}
+        for event in self._events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Network.requestWillBeSent":
+                urls[params["requestId"]] = params["request"]["url"]
+                report.requests.append(params["request"]["url"])
+            elif method == "Network.loadingFailed":
+                url = urls.get(params["requestId"], "?")
+                report.errors.append(f"failed to load {url}: {params['errorText']}")
+            elif method == "Runtime.exceptionThrown":
+                details = params["exceptionDetails"]
+                text = details.get("exception", {}).get("description") or details["text"]
+                report.errors.append(f"uncaught: {text}")
+            elif method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
+                args = " ".join(
+                    str(a.get("value", a.get("description", ""))) for a in params["args"]
+                )
+                report.errors.append(f"console.{params['type']}: {args}")
+            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                report.errors.append(
+                    f"log: {params['entry']['text']} ({params['entry'].get('url', '')})"
+                )
+        return report
+
+    def screenshot(self, path: Path) -> None:
+        """Save the whole current page as PNG."""
+        size = self.call("Page.getLayoutMetrics", session=True)["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        data = self.call(
+            "Page.captureScreenshot",
+            session=True,
+            format="png",
+            clip=clip,
+            captureBeyondViewport=True,
+        )
+        path.write_bytes(base64.b64decode(data["data"]))
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
+            self.call("Browser.close", timeout=10)  # it may close the pipe before replying
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        os.close(self._cmd)
+        os.close(self._reply)
+
+
+# Waits until MathJax has typeset and plotly has drawn every figure (or WAIT_MS have passed),
+# then counts figures whose SVG holds at least one trace, formulas and TeX errors.
+WAIT_AND_COUNT = """
+(async () => {
+  if (window.MathJax && MathJax.startup) { await MathJax.startup.promise; }
+  const divs = () => [...document.querySelectorAll('.plotly-graph-div')];
+  const drawn = () => divs().filter(d => d.querySelector('.main-svg g.trace')).length;
+  for (let t = 0; t < WAIT_MS / 100 && drawn() < divs().length; t++) {
+    await new Promise(r => setTimeout(r, 100));
+  }
+  const count = (selector) => document.querySelectorAll(selector).length;
+  return {figures: drawn(), math: count('mjx-container'), math_errors: count('mjx-merror')};
+})()
+"""
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory) -> Iterator[Browser]:
+    binary = shutil.which("chromium") or shutil.which("chromium", path="/usr/bin")
+    if binary is None:
+        message = "headless Chromium (/usr/bin/chromium) is not installed: run `make browser`"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI must run the browser test, never skip it
+        pytest.skip(message)
+    chromium = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
+    yield chromium
+    chromium.close()
+
+
+def test_browser_check_catches_errors_and_outside_loads(browser: Browser, tmp_path: Path) -> None:
+    # The checker itself must see each kind of failure, or a clean report means nothing.
+    page = tmp_path / "broken.html"
+    page.write_text(
+        '<script src="missing.js"></script><img src="https://example.com/a.png">'
+        '<script>console.error("deliberate"); undefinedFunction();</script>'
+        '<div class="plotly-graph-div"></div>'
+    )
+    report = browser.visit(page.as_uri(), timeout=30, wait=1)
+    assert report.external == ["https://example.com/a.png"]
+    joined = "\n".join(report.errors)
+    for expected in (
+        "missing.js",
+        "example.com/a.png",
+        "console.error: deliberate",
+        "undefinedFunction",
+    ):
+        assert expected in joined, joined
+    assert report.figures == 0
+
+
+@pytest.mark.book
+def test_pages_render_offline_in_a_browser(smoke_site: Path, browser: Browser) -> None:
+    pages = sorted(smoke_site.joinpath("book").rglob("*.html"))
+    chapters = _chapters()
+    assert len(pages) >= 4
+    shots = BUILD / "screenshots"  # one chapter, for a person (or CI's artifacts) to look at
+    shots.mkdir(exist_ok=True)
+    problems = {}
+    for page in pages:
+        name = str(page.relative_to(smoke_site).with_suffix(""))
+        report = browser.visit(page.as_uri())
+        executed = ROOT / f"{name}.ipynb"
+        expected = figure_count(nbformat.read(executed, as_version=4)) if name in chapters else 0
+        has_math = 'class="math' in page.read_text()
+        if report.errors or report.external or report.figures != expected:
+            problems[name] = (
+                report.errors,
+                report.external,
+                f"{report.figures}/{expected} figures",
+            )
+        elif has_math and (report.math == 0 or report.math_errors):
+            problems[name] = f"MathJax: {report.math} formulas, {report.math_errors} errors"
+        if name == chapters[0]:
+            browser.screenshot(shots / f"{page.stem}.png")
+    assert not problems, problems
+    assert (shots / f"{Path(chapters[0]).name}.png").stat().st_size > 10_000

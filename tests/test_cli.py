@@ -1,0 +1,81 @@
+"""The command line: `train` output, and bad input -> one clear line and a non-zero exit.
+
+`python -m sparsekit sweep` as a subprocess (killed and resumed) is tested in test_sweep.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sparsekit.__main__ import main
+
+TINY = ["--family", "vit", "--nonzero", "3000", "--data", "64", "--batch", "16",
+        "--eval-examples", "16"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of `sparsekit ARGV`."""
+    try:
+        code = main(list(argv))
+    except SystemExit as e:  # argparse errors
+        code = e.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_json_is_one_object_with_the_result_fields(capsys):
+    pytest.importorskip("sparsekit.train")
+    code, out, _ = run(capsys, "train", *TINY, "--sparsity", "0.5", "--set", "optim.lr=1e-3",
+                       "--json")
+    assert code == 0
+    result = json.loads(out)  # stdout holds nothing but the result
+    assert {"key", "config", "status", "loss", "loss_se", "N", "D", "curve", "val_curve",
+            "wall_time_s", "code_version", "versions", "machine"} <= result.keys()
+    assert result["status"] == "ok" and result["sparsity"] == 0.5
+    assert result["config"]["optim"]["lr"] == 1e-3 and result["steps"] == 4
+    assert result["curve"][-1][0] == 4
+
+
+def test_train_summary(capsys):
+    pytest.importorskip("sparsekit.train")
+    code, out, _ = run(capsys, "train", *TINY, "--pattern", "2:4")
+    assert code == 0
+    assert out.startswith("vit S=0.5 (2:4): N=") and "loss " in out and "key " in out
+
+
+@pytest.mark.parametrize(("change", "names"), [
+    (["--sparsity", "1.0"], "sparsity"),
+    (["--family", "bert"], "--family"),
+    (["--data", "0"], "data"),
+    (["--nonzero", "-5"], "nonzero"),
+    (["--width", "64"], "--width: not allowed with argument --nonzero"),
+    (["--pattern", "2:3", "--sparsity", "0.5"], "sparsity must be 1 - n/m"),
+    (["--set", "optim.learning_rate=1"], "unknown config field 'optim.learning_rate'"),
+    (["--set", "optim.lr"], "expected NAME=VALUE"),
+])
+def test_train_bad_input_names_the_parameter(capsys, change, names):
+    argv = list(TINY)
+    for flag, value in zip(change[::2], change[1::2], strict=True):
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    code, out, err = run(capsys, "train", *argv)
+    assert code == 2 and out == ""
+    assert names in err and "Traceback" not in err
+
+
+def test_sweep_bad_input(capsys, tmp_path):
+    code, _, err = run(capsys, "sweep", str(tmp_path / "missing.yaml"), "--store", "s")
+    assert code == 2 and "missing.yaml" in err
+    grid = tmp_path / "g.yaml"
+    grid.write_text("base: {model: {family: vit}, data: {amount: 64}}\n"
+                    "axes: {model.nonzero: [], sparsity.target: [0.5]}\n")
+    code, _, err = run(capsys, "sweep", str(grid), "--store", str(tmp_path / "s"))
+    assert code == 2 and err.strip() == (f"sparsekit sweep: error: {grid}: grid 'g': axis "
+                                         "'model.nonzero' needs a non-empty list of values, "
+                                         "got []")
+    code, _, err = run(capsys, "sweep", str(grid), "--store", "s", "--workers", "x")
+    assert code == 2 and "--workers" in err

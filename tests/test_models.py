@@ -1,0 +1,325 @@
+"""Model families: parameter census, width solver, shapes, golden steps, structural invariants."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.extend as jex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from sparsekit.models import (
+    FAMILIES,
+    BlockParam,
+    census,
+    get_family,
+    kinds,
+    shift_right,
+    width_for,
+)
+from sparsekit.models.t5 import MAX_DISTANCE, NUM_BUCKETS, key_mask, relative_buckets
+
+VIT, T5 = FAMILIES["vit"], FAMILIES["t5"]
+REGEN = "if you changed the model on purpose, update the golden values"
+WIDTH = 16  # one tiny width for every test that runs a model: each new shape costs compiles
+
+
+@functools.cache
+def _model(family, **kw) -> nnx.Module:
+    """Shared tiny model; tests that mutate it work on nnx.clone(_model(...))."""
+    return family.make(WIDTH, nnx.Rngs(0), **kw)
+
+
+@nnx.jit
+def _apply(model: nnx.Module, *args: jax.Array) -> jax.Array:
+    return model(*args)
+
+
+@nnx.jit(static_argnums=0)
+def _loss(family, model: nnx.Module, batch: dict) -> tuple[jax.Array, dict]:
+    return family.loss_fn(model, batch)
+
+
+def _abstract(family, width: int) -> nnx.Module:
+    """Model with shapes only: parameter census without running the initialisers."""
+    return nnx.eval_shape(lambda: family.make(width, nnx.Rngs(0)))
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    # numpy, not jax.random: no per-shape compiles, and PCG64 streams are stable across platforms.
+    return np.random.default_rng(seed).standard_normal((n, 32, 32, 3), np.float32)
+
+
+def _vit_batch(n: int = 4) -> dict:
+    return {"image": _images(n), "label": np.arange(n, dtype=np.int32) % VIT.num_classes}
+
+
+def _t5_batch() -> dict:
+    """Two right-padded examples: ids >= 2 are content, 1 is eos, 0 is pad."""
+    rng = np.random.default_rng(1)
+    inputs = rng.integers(2, T5.vocab_size, (2, 12), dtype=np.int32)
+    targets = rng.integers(2, T5.vocab_size, (2, 8), dtype=np.int32)
+    inputs[0, 8], inputs[0, 9:] = 1, 0
+    targets[1, 4], targets[1, 5:] = 1, 0
+    return {"inputs": inputs, "targets": targets}
+
+
+def _block_shapes(model: nnx.Module) -> list[tuple[int, ...]]:
+    return sorted(x.shape for x in jax.tree.leaves(nnx.state(model, BlockParam)))
+
+
+# --- parameter census and width solver -------------------------------------------------
+
+
+@pytest.mark.parametrize("family", [VIT, T5], ids=["vit", "t5"])
+@pytest.mark.parametrize("width", [8, 24, 64, 200])
+def test_block_params_match_closed_formula(family, width):
+    model = _abstract(family, width)
+    assert _block_shapes(model) == sorted(family.block_shapes(width))
+    assert sum(math.prod(s) for s in _block_shapes(model)) == family.block_params(width)
+
+
+def test_closed_formulas_at_defaults():
+    assert VIT.block_params(64) == 48 * 64**2  # 4 layers x 12 w^2
+    f = T5.mlp_width(96)
+    assert f == 256 and T5.block_params(96) == 2 * (4 * 96**2 + 3 * 96 * f) + 2 * (
+        8 * 96**2 + 3 * 96 * f
+    )
+
+
+@pytest.mark.parametrize("family", [VIT, T5], ids=["vit", "t5"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.75, 0.875, 0.9375])
+def test_width_for_is_closest_and_census_is_exact(family, sparsity):
+    for n in [2e4, 1e5, 5e5, 2e6]:
+        width, measured = width_for(family, n, sparsity)
+        q = family.quantum
+        assert width % q == 0 and width % 8 == 0 and family.mlp_width(width) % 8 == 0
+        assert measured == census(family.block_shapes(width), sparsity)
+        miss = abs(math.log(measured / n))
+        for other in (width - q, width + q):
+            if other >= q:
+                assert miss <= abs(math.log(census(family.block_shapes(other), sparsity) / n))
+        if n >= 5e5:
+            assert miss < 0.05, (n, sparsity, width, measured)
+
+
+def test_census_matches_per_tensor_rounding_of_real_model():
+    for family in (VIT, T5):
+        width, measured = width_for(family, 3e4, 0.875)
+        model = _abstract(family, width)
+        sizes = [x.size for x in jax.tree.leaves(nnx.state(model, BlockParam))]
+        assert measured == sum(s - int(np.round(0.875 * s)) for s in sizes)
+
+
+def test_dense_models_grow_with_sparsity_at_fixed_n():
+    widths = [width_for("vit", 2e5, s)[0] for s in (0.0, 0.5, 0.75, 0.875)]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+    # Dense size about N / (1 - S): width about sqrt(1 / (1 - S)) times larger.
+    assert widths[-1] / widths[0] == pytest.approx(math.sqrt(8), rel=0.1)
+
+
+def test_bad_family_width_and_targets_raise_clear_errors():
+    with pytest.raises(ValueError, match=r"unknown model family 'gpt'.*'t5'.*'vit'"):
+        width_for("gpt", 1e5, 0.5)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        VIT.make(30, nnx.Rngs(0))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        T5.make(0, nnx.Rngs(0))
+    with pytest.raises(ValueError, match="sparsity"):
+        width_for("t5", 1e5, 1.0)
+    with pytest.raises(ValueError, match="target N"):
+        width_for("t5", 0, 0.5)
+    with pytest.raises(ValueError, match=r"T5Family.decoder_depth must be > 0"):
+        dataclasses.replace(T5, decoder_depth=0)
+    assert get_family(VIT) is VIT
+    assert dataclasses.replace(VIT, num_heads=16).quantum == 16
+
+
+# --- classification of parameters ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("family", "embeds"),
+    [(VIT, {"patch_embed/kernel", "head/kernel"}), (T5, {"embed", "head/kernel"})],
+    ids=["vit", "t5"],
+)
+def test_every_param_is_classified(family, embeds):
+    model = _abstract(family, WIDTH)
+    labels = kinds(model)
+    values = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    assert jax.tree.structure(labels) == jax.tree.structure(values)
+    flat = {
+        "/".join(str(k.key) for k in path): v
+        for path, v in jax.tree_util.tree_flatten_with_path(labels)[0]
+    }
+    assert {p for p, v in flat.items() if v == "embed"} == embeds
+    blocks = [p for p, v in flat.items() if v == "block"]
+    assert len(blocks) == len(family.block_shapes(WIDTH)) and all("kernel" in p for p in blocks)
+    dense = {p.rsplit("/", 1)[-1] for p, v in flat.items() if v == "dense"}
+    assert dense == ({"bias", "scale"} if family is VIT else {"scale", "rel_bias"})
+
+
+def test_kinds_rejects_unclassified_variables():
+    model = _abstract(VIT, 8)
+    model.extra = nnx.LoRAParam(jnp.zeros(3))
+    with pytest.raises(TypeError, match="unclassified"):
+        kinds(model)
+    model = _abstract(VIT, 8)
+    model.stat = nnx.BatchStat(jnp.zeros(3))
+    with pytest.raises(TypeError, match="not parameters"):
+        kinds(model)
+
+
+# --- forward, losses, jit, FLOPs -------------------------------------------------------
+
+
+def test_num_classes_sets_the_head():
+    model = nnx.eval_shape(lambda: dataclasses.replace(VIT, num_classes=7).make(8, nnx.Rngs(0)))
+    assert model.head.kernel.shape == (8, 7)
+
+
+def test_shift_right():
+    targets = _t5_batch()["targets"]
+    assert shift_right(targets)[:, 0].tolist() == [0, 0]
+    np.testing.assert_array_equal(shift_right(targets)[:, 1:], targets[:, :-1])
+
+
+def _sgd_losses(family, batch: dict, lr: float, steps: int) -> list[float]:
+    """Loss before and after each of `steps` plain SGD steps, via split -> jit -> merge."""
+    graphdef, params, rest = nnx.split(_model(family), nnx.Param, ...)
+
+    @jax.jit
+    def step(params):
+        def loss(p):
+            return family.loss_fn(nnx.merge(graphdef, p, rest), batch)[0]
+
+        value, grads = jax.value_and_grad(loss)(params)
+        return value, jax.tree.map(lambda p, g: p - lr * g, params, grads)
+
+    losses = []
+    for _ in range(steps + 1):
+        value, params = step(params)
+        losses.append(float(value))
+    return losses
+
+
+@pytest.mark.parametrize(
+    ("family", "batch", "golden"),
+    [
+        # ViT: the zero head passes no gradient to the body on step 1, so pin two steps.
+        (VIT, _vit_batch, [2.302585, 1.786796, 1.513873]),
+        (T5, _t5_batch, [6.011353, 4.784117, 3.493526]),
+    ],
+    ids=["vit", "t5"],
+)
+def test_golden_sgd_steps(family, batch, golden):
+    losses = _sgd_losses(family, batch(), lr=0.5, steps=2)
+    np.testing.assert_allclose(losses, golden, rtol=1e-5, err_msg=REGEN)
+    if family is VIT:  # zero head: uniform predictions
+        assert losses[0] == pytest.approx(math.log(VIT.num_classes), rel=1e-6)
+
+
+def _dot_flops(jaxpr: jex.core.Jaxpr) -> int:
+    """2 x multiply-adds of every dot_general in a jaxpr, nested jaxprs included."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contract, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            total += 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in contract)
+        for value in eqn.params.values():
+            if isinstance(value, jex.core.ClosedJaxpr):
+                total += _dot_flops(value.jaxpr)
+            elif isinstance(value, jex.core.Jaxpr):
+                total += _dot_flops(value)
+    return total
+
+
+def test_flops_per_example_counts_every_matmul():
+    jaxpr = jax.make_jaxpr(_model(VIT))(_images(1)).jaxpr
+    assert _dot_flops(jaxpr) == VIT.flops_per_example(WIDTH)
+    ids = jnp.ones((1, 20), jnp.int32), jnp.ones((1, 12), jnp.int32)
+    jaxpr = jax.make_jaxpr(_model(T5))(*ids).jaxpr
+    assert _dot_flops(jaxpr) == T5.flops_per_example(WIDTH, 20, 12)
+
+
+# --- structural invariants -------------------------------------------------------------
+
+
+def test_relative_buckets():
+    enc = relative_buckets(300, 300, True)
+    dec = relative_buckets(300, 300, False)
+    assert enc.min() == 0 and enc.max() == NUM_BUCKETS - 1 and dec.max() == NUM_BUCKETS - 1
+    assert (np.triu(dec, 1) == 0).all()  # the future shares one (masked) bucket
+    assert len(set(np.diag(enc, 1)) | set(np.diag(enc, -1))) == 2  # before/after differ
+    assert dec[MAX_DISTANCE + 50, 0] == dec[299, 0] == NUM_BUCKETS - 1
+
+
+def test_t5_decoder_is_causal_and_encoder_is_not():
+    model = _model(T5)
+    batch = _t5_batch()
+    inputs, dec_inputs = batch["inputs"][:1, :8], shift_right(batch["targets"][:1])
+    memory_mask = key_mask(inputs)
+    memory = model.encoder(model.embed_tokens(inputs), memory_mask)
+    t = 3
+
+    def decoder_at_t(x):
+        return model.head(model.decoder(x, None, memory, memory_mask))[0, t].sum()
+
+    def encoder_at_t(x):
+        return model.encoder(x, memory_mask)[0, t].sum()
+
+    @jax.jit
+    def input_sensitivity(enc_x, dec_x):
+        """|d output at t / d input embedding| per input position."""
+        g_enc, g_dec = jax.grad(encoder_at_t)(enc_x), jax.grad(decoder_at_t)(dec_x)
+        return jnp.abs(g_enc).sum(-1)[0], jnp.abs(g_dec).sum(-1)[0]
+
+    g_enc, g_dec = input_sensitivity(model.embed_tokens(inputs), model.embed_tokens(dec_inputs))
+    assert (g_dec[t + 1 :] == 0).all() and (g_dec[: t + 1] > 0).all()
+    assert (g_enc > 0).all()
+
+
+def test_t5_padding_does_not_change_real_positions():
+    model = _model(T5)
+    batch = _t5_batch()
+    padded = {k: np.pad(v, ((0, 0), (0, 5))) for k, v in batch.items()}
+    base = _apply(model, batch["inputs"], shift_right(batch["targets"]))
+    assert base.shape == (2, 8, T5.vocab_size)
+    more = _apply(model, padded["inputs"], shift_right(padded["targets"]))
+    real = batch["targets"] != 0
+    np.testing.assert_allclose(more[:, :8][real], base[real], atol=1e-5)
+    (loss, metrics), (padded_loss, _) = _loss(T5, model, batch), _loss(T5, model, padded)
+    np.testing.assert_allclose(padded_loss, loss, rtol=1e-5)
+    assert set(metrics) == {"ce", "z_loss", "accuracy", "tokens"}
+    assert float(metrics["tokens"]) == 8 + 5  # non-pad targets, eos included
+    assert float(loss) == pytest.approx(float(metrics["ce"] + 1e-4 * metrics["z_loss"]))
+
+
+def _permute_patches(images: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    b = images.shape[0]
+    patches = images.reshape(b, 8, 4, 8, 4, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, 64, 4, 4, 3)
+    patches = patches[:, perm].reshape(b, 8, 8, 4, 4, 3)
+    return patches.transpose(0, 1, 3, 2, 4, 5).reshape(b, 32, 32, 3)
+
+
+@pytest.mark.parametrize("use_pos_emb", [False, True])
+def test_vit_patch_order_invariance_only_without_position_embedding(use_pos_emb):
+    model = nnx.clone(_model(VIT, use_pos_emb=use_pos_emb))
+    # A random head: with the zero init every output is 0 and the test would be vacuous.
+    model.head.kernel[...] = np.random.default_rng(3).standard_normal(
+        model.head.kernel.shape, np.float32
+    )
+    images = _images(2)
+    perm = np.random.default_rng(0).permutation(64)
+    base, permuted = _apply(model, images), _apply(model, _permute_patches(images, perm))
+    assert float(jnp.abs(base).max()) > 1e-3
+    if use_pos_emb:
+        assert not np.allclose(base, permuted, atol=1e-4)
+    else:
+        np.testing.assert_allclose(permuted, base, atol=1e-5)

@@ -1,0 +1,288 @@
+"""Grids, the results store and sweeps.
+
+Most tests use `toy_run`, a tiny deterministic stand-in for `train.run` (the paper's ViT law
+evaluated at the config, with the same result keys), so they take milliseconds. The
+end-to-end tests at the bottom run the real trainer on the smallest configs: a sweep killed
+with SIGKILL and resumed, and the same grid on a Dask LocalCluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sparsekit.config import RunConfig
+from sparsekit.store import TABLE, Store, StoreBusyError, load
+from sparsekit.sweep import Grid, GridError, load_grid, make_config, sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"model": {"family": "vit"}, "data": {"amount": 256, "batch": 32, "eval_examples": 32}}
+UNLUCKY_SEED = 13  # toy_run raises for this data seed
+
+
+def toy_run(cfg: RunConfig) -> dict:
+    """The ViT law of the paper's Table 1 at (S, N, D), as a result row like train.run's."""
+    if cfg.data.seed == UNLUCKY_SEED:
+        raise ValueError("unlucky data seed")
+    s, n, d = cfg.sparsity.target, cfg.model.nonzero, cfg.data.amount
+    loss = (2.94e2 * (1 - s) ** 0.821 + 4.68e2) * n**-0.392 + (2.37e8 / d) ** 0.890 + 4.517
+    return {
+        "key": cfg.key(), "config": cfg.to_dict(), "status": "ok", "error": None,
+        "family": cfg.model.family, "sparsity": s, "pattern": cfg.sparsity.pattern,
+        "loss": loss, "loss_se": float("nan"), "N": n, "N_target": n, "D": d, "unit": "images",
+        "steps": d // cfg.data.batch, "curve": [[1, loss + 1.0], [2, loss]], "val_curve": [],
+        "wall_time_s": 0.0, "data": {"fingerprint": "toy"}, "code_version": "toy",
+        "versions": {"python": sys.version.split()[0]}, "machine": {"cpus": os.cpu_count()},
+    }
+
+
+def crashing_run(cfg: RunConfig) -> dict:
+    """Kills its own process for sparsity 0.5 (an out-of-memory kill, say)."""
+    if cfg.sparsity.target == 0.5:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return toy_run(cfg)
+
+
+def toy_grid(**kw) -> Grid:
+    axes = {"sparsity.target": [0.0, 0.5], "model.nonzero": [1000, 4000]}
+    return Grid(base=BASE, axes=axes, name="toy", **kw)
+
+
+def counting(calls: list):
+    def runner(cfg: RunConfig) -> dict:
+        calls.append(cfg.key())
+        return toy_run(cfg)
+    return runner
+
+
+# --- grids ----------------------------------------------------------------------------------
+
+def test_grid_is_the_product_of_axes_first_axis_slowest():
+    configs = toy_grid().configs()
+    assert [(c.sparsity.target, c.model.nonzero) for c in configs] == [
+        (0.0, 1000), (0.0, 4000), (0.5, 1000), (0.5, 4000)]
+    assert configs[0].optim.lr == 3e-3  # family recipe filled in
+    assert len({c.key() for c in configs}) == 4
+
+
+def test_zipped_axes_vary_together_and_duplicates_run_once():
+    grid = Grid(base={**BASE, "model": {"family": "vit", "nonzero": 1000}},
+                axes={"sparsity.pattern": ["2:4", "unstructured"],
+                      "sparsity.target": [0.0, 0.5]},
+                zipped={"optim.lr": [1e-3, 3e-3], "data.seed": [1, 2]})
+    configs = grid.configs()
+    # 2:4 with target 0 or 0.5 is the same config (n:m sets S = 0.5): 3 distinct points x 2
+    assert len(grid.points()) == 8 and len(configs) == 6
+    assert {(c.optim.lr, c.data.seed) for c in configs} == {(1e-3, 1), (3e-3, 2)}
+
+
+def test_load_grid_yaml(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text("base: {model: {family: t5}, data: {amount: 4096, options: {x: 1}}}\n"
+                    "axes: {model.nonzero: [3000, 6000], optim.lr: [1e-3], "
+                    "data.options.x: [2]}\n")
+    grid = load_grid(path)
+    assert grid.name == "g"
+    cfg = grid.configs()[0]
+    assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)  # YAML 1.1 reads a str
+    assert cfg.data.options == {"x": 2} and cfg.data.batch == 32
+
+
+def test_shipped_smoke_grids_load():
+    for name in ("vit-smoke", "t5-smoke"):
+        configs = load_grid(ROOT / "sweeps" / f"{name}.yaml").configs()
+        assert 2 <= len(configs) <= 8
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"axes": {"model.size": [1]}}, "axis 'model.size'.*Model has no field 'size'"),
+    ({"axes": {"sparsity.target.x": [1]}}, "axis 'sparsity.target.x'"),
+    ({"axes": {"optim": [1]}}, "axis 'optim'.*is a group"),
+    ({"axes": {"sparsity.target": []}}, "axis 'sparsity.target' needs a non-empty list"),
+    ({"axes": {"sparsity.target": 0.5}}, "axis 'sparsity.target' needs a non-empty list"),
+    ({"zipped": {"optim.lr": [1, 2], "seed": [1]}}, "zipped axes need equal lengths"),
+    ({"axes": {"seed": [1]}, "zipped": {"seed": [2]}}, "in both axes and zipped"),
+    ({"axes": {"model.nonzero": [1000], "sparsity.target": [0.5, 1.0]}},
+     r"point \{'model.nonzero': 1000, 'sparsity.target': 1.0\}: sparsity"),
+    ({"base": {**BASE, "model": {"family": "vit", "width": 16}}},
+     "point .*exactly one of nonzero .* or width"),
+])
+def test_bad_grids_fail_when_built(spec, message):
+    kw = {"base": BASE, "axes": {"model.nonzero": [1000]}, **spec}
+    with pytest.raises(GridError, match=message):
+        Grid(**kw)
+
+
+def test_bad_grid_files_name_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    for text, message in [("base: {model: {family: vit}\n", "not valid YAML"),
+                          ("- 1\n", "a grid file is a mapping"),
+                          ("axes: {}\n", "missing 'base'"),
+                          ("base: {}\nsweep: {}\n", r"unknown keys \['sweep'\]"),
+                          ("base: {model: {family: vit}}\n", "needs model .* and data")]:
+        path.write_text(text)
+        with pytest.raises(GridError, match=f"{path}: .*{message}"):
+            load_grid(path)
+
+
+def test_make_config_overrides_by_dotted_name():
+    cfg = make_config(BASE, {"model.nonzero": 500, "sparsity.pattern": "2:4"})
+    assert cfg.sparsity.target == 0.5 and cfg.model.nonzero == 500
+    with pytest.raises(ValueError, match="unknown config field 'optim.learning_rate'"):
+        make_config(BASE, {"optim.learning_rate": 1.0})
+
+
+# --- the store ------------------------------------------------------------------------------
+
+def test_store_round_trip_table_and_strict_json(tmp_path):
+    df = sweep(toy_grid(), tmp_path, runner=toy_run, progress=False)
+    assert len(df) == 4 and (df["status"] == "ok").all()
+    text = (tmp_path / "runs" / f"{df['key'][0]}.json").read_text()
+    assert '"loss_se": null' in text  # NaN written as null
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    table = pd.read_parquet(tmp_path / TABLE)  # the tidy table pandas reads directly
+    assert sorted(table["key"]) == sorted(df["key"])
+    assert {"config.optim.lr", "config.model.nonzero", "versions.python", "data.fingerprint"
+            } <= set(table.columns)
+    assert "curve" not in table.columns
+    assert Store(tmp_path).get(df["key"][0])["curve"][1][1] == df["loss"][0]  # curves in JSON
+    loaded = load(tmp_path)
+    assert loaded["loss_se"].isna().all() and loaded["loss"].dtype == float
+
+
+def test_load_empty_store(tmp_path):
+    with pytest.raises(ValueError, match=f"results store {tmp_path / 'none'} has no runs"):
+        load(tmp_path / "none")
+    assert load(tmp_path / "none", allow_empty=True).empty
+
+
+def test_interrupted_write_keeps_the_old_file_and_strays_are_ignored_then_cleaned(
+        tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    cfg = toy_grid().configs()[0]
+    store.put(toy_run(cfg))
+    before = store.get(cfg.key())
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the write is interrupted between fsync and rename
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        store.put({**toy_run(cfg), "loss": 0.0})
+    monkeypatch.undo()
+    assert store.get(cfg.key()) == before and store.clean() == []
+    # A write killed by SIGKILL leaves its temp file behind: readers skip it, sweeps remove it.
+    stray = store.runs / f".{cfg.key()}.json.x1y2.tmp"
+    stray.write_text('{"key": "trunc')
+    assert store.keys() == [cfg.key()] and len(load(store)) == 1
+    sweep([cfg], store, runner=toy_run, progress=False)
+    assert not stray.exists()
+
+
+def test_store_has_one_writer(tmp_path):
+    with Store(tmp_path).lock(), pytest.raises(StoreBusyError, match="another process"):
+        sweep(toy_grid(), tmp_path, runner=toy_run, progress=False)
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+def test_reuse_and_recompute(tmp_path):
+    calls = []
+    first = sweep(toy_grid(), tmp_path, runner=counting(calls), progress=False)
+    assert len(calls) == 4
+    bigger = Grid(base=BASE, axes={"sparsity.target": [0.0, 0.5],
+                                   "model.nonzero": [1000, 4000, 16000]})
+    second = sweep(bigger, tmp_path, runner=counting(calls), progress=False)
+    assert len(calls) == 6 and len(second) == 6  # only the two new configs ran
+    pd.testing.assert_frame_equal(second[second["key"].isin(first["key"])].reset_index(
+        drop=True), first)
+    sweep(toy_grid(), tmp_path, runner=counting(calls), reuse=False, progress=False)
+    assert len(calls) == 10 and sorted(calls[6:]) == sorted(first["key"])
+    assert len(load(tmp_path)) == 6 and len(Store(tmp_path).keys()) == 6
+
+
+def test_failed_runs_are_stored_and_retried_only_when_asked(tmp_path):
+    grid = Grid(base=BASE, axes={"model.nonzero": [1000], "data.seed": [0, UNLUCKY_SEED]})
+    calls = []
+    df = sweep(grid, tmp_path, runner=counting(calls), progress=False)
+    bad = df[df["status"] == "failed"]
+    assert len(bad) == 1 and bad["error"].item() == "ValueError: unlucky data seed"
+    assert "raise ValueError" in Store(tmp_path).get(bad["key"].item())["traceback"]
+    sweep(grid, tmp_path, runner=counting(calls), progress=False)
+    assert len(calls) == 2
+    sweep(grid, tmp_path, runner=counting(calls), retry_failed=True, progress=False)
+    assert calls[2:] == list(bad["key"])
+
+
+def test_worker_processes_match_in_process_and_isolate_crashes(tmp_path):
+    grid = Grid(base=BASE, axes={"sparsity.target": [0.0, 0.5], "model.nonzero": [1000]})
+    serial = sweep(grid, tmp_path / "a", runner=toy_run, progress=False)
+    parallel = sweep(grid, tmp_path / "b", workers=2, runner=crashing_run, progress=False)
+    assert parallel["status"].tolist() == ["ok", "failed"]
+    assert parallel["error"][1] == "worker process died (exit code -9)"
+    assert parallel["loss"][0] == serial["loss"][0]
+
+
+# --- end to end, with the real trainer ------------------------------------------------------
+
+E2E_GRID = """\
+name: e2e
+base: {model: {family: vit, nonzero: 3000}, data: {amount: 32, batch: 16, eval_examples: 16}}
+axes: {sparsity.target: [0.0, 0.5, 0.75]}
+"""
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    """A CLI sweep killed with SIGKILL once a run is stored, then resumed to the end.
+    Returns (grid path, store path, results stored before the kill, resumed stdout)."""
+    pytest.importorskip("sparsekit.train")
+    tmp = tmp_path_factory.mktemp("e2e")
+    grid, store = tmp / "grid.yaml", tmp / "store"
+    grid.write_text(E2E_GRID)
+    command = [sys.executable, "-m", "sparsekit", "sweep", str(grid), "--store", str(store)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not Store(store).keys():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "no run stored within 120 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {k: Store(store).get(k) for k in Store(store).keys()}
+    assert len(before) < 3, "the sweep finished before it could be killed"
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return grid, store, before, done.stdout
+
+
+def test_killed_sweep_resumes_keeping_finished_runs(killed_and_resumed):
+    grid, store, before, stdout = killed_and_resumed
+    keys = [c.key() for c in load_grid(grid).configs()]
+    assert Store(store).keys() == sorted(keys)  # every run exactly once
+    assert not list(store.glob("**/.*.tmp"))
+    for key, result in before.items():
+        assert Store(store).get(key) == result  # kept, not rerun
+    df = load(store)
+    assert sorted(df["key"]) == sorted(keys) and (df["status"] == "ok").all()
+    assert pd.read_parquet(store / TABLE).shape == df.shape
+    assert all(key in stdout for key in keys)  # the summary table
+
+
+def test_dask_local_cluster_matches_local_bit_for_bit(killed_and_resumed, tmp_path):
+    pytest.importorskip("dask.distributed")
+    grid, store, _, _ = killed_and_resumed
+    configs = load_grid(grid).configs()[:2]
+    local = load(store).set_index("key").loc[[c.key() for c in configs]]
+    df = sweep(configs, tmp_path, scheduler="local", workers=2, progress=False)
+    assert (df["status"] == "ok").all()
+    assert df["loss"].tolist() == local["loss"].tolist()
+    assert [r["curve"] for r in map(Store(tmp_path).get, df["key"])] == \
+        [Store(store).get(c.key())["curve"] for c in configs]
