@@ -6,7 +6,8 @@
 Scores are |N(0, 1)| float32 kernels of shape (size / 1024, 1024); n:m groups run along axis 0
 (the input axis). `unstructured` gets its sparsity (0.9) as a traced argument, as the
 pruning wrapper passes a schedule's value. Times are medians over --repeats calls after a
-compiling warm-up; on a shared machine compare the ratio column, not absolute times.
+compiling warm-up. `speedup` is the ratio of wall times; `cpu` the ratio of process CPU
+times, which moves less when other jobs share the cores.
 """
 
 import argparse
@@ -43,14 +44,16 @@ def sort_nm(scores: jax.Array, n: int, m: int) -> jax.Array:
     return mask.reshape(scores.shape)
 
 
-def median_ms(fn, *args, repeats: int) -> tuple[float, jax.Array]:
+def median_ms(fn, *args, repeats: int) -> tuple[float, float, jax.Array]:
+    """Median wall and process-CPU milliseconds per call, and the call's output."""
     out = jax.block_until_ready(fn(*args))  # compile
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times), out
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return 1e3 * statistics.median(wall), 1e3 * statistics.median(cpu), out
 
 
 def main() -> None:
@@ -66,24 +69,20 @@ def main() -> None:
         f"jax {jax.__version__} on {jax.devices()[0].device_kind}, {os.cpu_count()} CPUs, "
         f"load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'entries':>9} {'mask':<21} {'ours ms':>9} {'sort ms':>9} {'speedup':>8}")
+    print(f"{'entries':>10} {'mask':<21} {'ours ms':>9} {'sort ms':>9} {'speedup':>8} {'cpu':>7}")
     for size in sizes:
         scores = jnp.abs(jax.random.normal(jax.random.key(size), (size // 1024, 1024)))
-        cases = [
-            (
-                f"unstructured s={SPARSITY}",
-                ours_unstructured,
-                sort_unstructured,
-                (scores, jnp.float32(SPARSITY)),
-            )
-        ]
-        cases += [(f"nm {n}:{m} axis 0", ours_nm, sort_nm, (scores, n, m)) for n, m in NM_PATTERNS]
-        for name, ours, reference, call_args in cases:
-            ours_ms, got = median_ms(ours, *call_args, repeats=args.repeats)
-            sort_ms, expected = median_ms(reference, *call_args, repeats=args.repeats)
+        sparsity = jnp.float32(SPARSITY)
+        cases = [(f"unstructured s={SPARSITY}", ours_unstructured, sort_unstructured, sparsity)]
+        cases += [(f"nm {n}:{m} axis 0", ours_nm, sort_nm, n, m) for n, m in NM_PATTERNS]
+        for name, ours, reference, *rest in cases:
+            call_args = (scores, *rest)
+            ours_ms, ours_cpu, got = median_ms(ours, *call_args, repeats=args.repeats)
+            sort_ms, sort_cpu, expected = median_ms(reference, *call_args, repeats=args.repeats)
             assert np.array_equal(got, expected), f"{name} at {size} entries differs from sort"
             print(
-                f"{size:>9,} {name:<21} {ours_ms:>9.2f} {sort_ms:>9.1f} {sort_ms / ours_ms:>7.1f}x",
+                f"{size:>10,} {name:<21} {ours_ms:>9.2f} {sort_ms:>9.1f} "
+                f"{sort_ms / ours_ms:>7.1f}x {sort_cpu / ours_cpu:>6.1f}x",
                 flush=True,
             )
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
