@@ -38,7 +38,7 @@ def matmul_peak(size: int = 1024, repeats: int = 10) -> float:
 
 def measure(family: str, width: int, chunks: int) -> dict:
     """Steady-state throughput of training a dense model of this width."""
-    cfg = RunConfig(model=Model(family, width=width), data=Data(amount=10**9, eval_examples=8))
+    cfg = RunConfig(model=Model(family, width=width), data=Data(amount=10**7, eval_examples=8))
     trainer = Trainer(cfg)
     step = 0
 
