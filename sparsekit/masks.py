@@ -18,7 +18,8 @@ Top-k is an exact radix search on an order-preserving uint32 key: 16 counting pa
 bits each find the k-th largest key, then ties at it are cut by index with a tree of counts.
 Every pass is a fused compare-and-sum, so it maps onto plain reductions on GPU/TPU; on CPU
 it beats a full `argsort` by one to two orders of magnitude (see benchmarks/masks.py).
-n:m compares each entry with the m - 1 others of its group (m * m fused compares).
+n:m counts, for each entry, the entries of its group that beat it (m * m fused compares per
+group, no sort).
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike
 
 _SIGN = np.uint32(0x80000000)
 _NAN_KEY = np.uint32(0xFFFFFFFF)
 # Keys of real floats are >= the key of -inf (0x007FFFFF), so 0 is free to mark entries that
-# must never be selected (the n:m-guaranteed entries in `gradual_nm`).
+# must never be selected: row padding, and the n:m-guaranteed entries in `gradual_nm`.
 _EXCLUDED = np.uint32(0)
 _MAX_SIZE = 2**30  # counts and (padded) flat indices are int32
 # XLA:CPU splits every reduction over more than 32 entries into a reduce_window tree that
@@ -85,7 +87,7 @@ def parse_pattern(text: str) -> Pattern:
     return Pattern("nm", int(match[1]), int(match[2]))
 
 
-def check_sparsity(sparsity: Any, name: str = "sparsity") -> Any:
+def check_sparsity(sparsity: ArrayLike, name: str = "sparsity") -> float | jax.Array:
     """Return a concrete sparsity as a float after checking it lies in [0, 1).
 
     Traced values (inside jit) cannot be checked and are returned unchanged; the mask
@@ -101,7 +103,7 @@ def check_sparsity(sparsity: Any, name: str = "sparsity") -> Any:
     return value
 
 
-def kept_count(size: int, sparsity: Any) -> jax.Array:
+def kept_count(size: int, sparsity: ArrayLike) -> jax.Array:
     """Number of entries a mask of `size` entries keeps at `sparsity` (int32; see module doc)."""
     if size > _MAX_SIZE:
         raise ValueError(f"size must be at most 2**30 (int32 counts and indices), got {size}")
@@ -109,7 +111,7 @@ def kept_count(size: int, sparsity: Any) -> jax.Array:
     return size - jnp.clip(pruned, 0, size).astype(jnp.int32)
 
 
-def unstructured(scores: jax.Array, sparsity: Any) -> jax.Array:
+def unstructured(scores: ArrayLike, sparsity: ArrayLike) -> jax.Array:
     """Keep the `kept_count(scores.size, sparsity)` largest scores of one tensor.
 
     Ties go to the lower flat index. `sparsity` may be traced (a schedule inside jit).
@@ -117,7 +119,7 @@ def unstructured(scores: jax.Array, sparsity: Any) -> jax.Array:
     return _unstructured(jnp.asarray(scores), check_sparsity(sparsity))
 
 
-def global_unstructured(scores_tree: Any, sparsity: Any) -> Any:
+def global_unstructured(scores_tree: Any, sparsity: ArrayLike) -> Any:
     """Keep the largest scores across all leaves of a pytree under one shared threshold.
 
     Exactly `kept_count(total size, sparsity)` entries are kept in total; ties go to the lower
@@ -129,7 +131,7 @@ def global_unstructured(scores_tree: Any, sparsity: Any) -> Any:
     return jax.tree.unflatten(treedef, masks)
 
 
-def nm(scores: jax.Array, n: int, m: int, axis: int = 0) -> jax.Array:
+def nm(scores: ArrayLike, n: int, m: int, axis: int = 0) -> jax.Array:
     """Keep the n largest of every m consecutive scores along `axis` (ties: lower index).
 
     For a Flax Linear kernel of shape (in, out) the default axis 0 groups along the input
@@ -139,7 +141,7 @@ def nm(scores: jax.Array, n: int, m: int, axis: int = 0) -> jax.Array:
     return _nm(scores, n, m, _check_groups(scores.shape, n, m, axis))
 
 
-def gradual_nm(scores: jax.Array, n: int, m: int, sparsity: Any, axis: int = 0) -> jax.Array:
+def gradual_nm(scores: ArrayLike, n: int, m: int, sparsity: ArrayLike, axis: int = 0) -> jax.Array:
     """Ramp towards an n:m pattern: every group keeps its best n, then fill by magnitude.
 
     Keeps exactly max(kept_count(size, sparsity), size * n / m) entries: the n:m-guaranteed set
@@ -190,8 +192,11 @@ def _rows(keys: jax.Array) -> jax.Array:
 
 
 def _row_sums(values: jax.Array) -> jax.Array:
-    """Sum rows of `_ROW`; the barrier stops XLA merging this with a following sum over rows,
-    which would bring back the unfused, fully materialised reduction."""
+    """Sum each row of `_ROW` entries (see `_ROW` for why).
+
+    The barrier stops XLA merging this sum with a following sum over the rows, which would
+    bring back the one large, unfused reduction.
+    """
     return lax.optimization_barrier(jnp.sum(values, axis=1, dtype=jnp.int32))
 
 
@@ -225,7 +230,8 @@ def _cutoff(hits: jax.Array, need: jax.Array) -> jax.Array:
     """Flat index just past the need-th True of `hits` (rows of `_ROW`; 0 when need is 0).
 
     Builds a tree of counts with fan-out `_ROW` and walks down it, one cumsum of `_ROW`
-    entries per level: a cumsum over the whole tensor cost as much as the bisection on CPU.
+    entries per level: a cumsum over the whole tensor cost as much as the whole k-th-largest
+    search on CPU.
     """
     levels = [hits]
     counts = _row_sums(hits)
@@ -272,13 +278,13 @@ def _nm_from_keys(keys: jax.Array, n: int, m: int, axis: int) -> jax.Array:
 
 
 @jax.jit
-def _unstructured(scores: jax.Array, sparsity: Any) -> jax.Array:
+def _unstructured(scores: jax.Array, sparsity: ArrayLike) -> jax.Array:
     keys = _order_keys(scores).reshape(-1)
     return _top_k(keys, kept_count(keys.size, sparsity)).reshape(scores.shape)
 
 
 @jax.jit
-def _global_unstructured(leaves: list[jax.Array], sparsity: Any) -> list[jax.Array]:
+def _global_unstructured(leaves: list[jax.Array], sparsity: ArrayLike) -> list[jax.Array]:
     if not leaves:
         return []
     keys = jnp.concatenate([_order_keys(x).reshape(-1) for x in leaves])
@@ -295,7 +301,7 @@ def _nm(scores: jax.Array, n: int, m: int, axis: int) -> jax.Array:
 
 
 @partial(jax.jit, static_argnums=(1, 2, 3))
-def _gradual_nm(scores: jax.Array, n: int, m: int, axis: int, sparsity: Any) -> jax.Array:
+def _gradual_nm(scores: jax.Array, n: int, m: int, axis: int, sparsity: ArrayLike) -> jax.Array:
     keys = _order_keys(scores)
     base = _nm_from_keys(keys, n, m, axis)
     extra = jnp.maximum(kept_count(keys.size, sparsity) - keys.size // m * n, 0)

@@ -152,15 +152,22 @@ def test_text_batch_format(text_source):
     assert described["fingerprint"] == text_source.fingerprint and described["target_length"] == 24
 
 
-def test_text_steps_are_disjoint_consecutive_chunks(text_source):
+def test_text_steps_are_disjoint_permuted_chunks(text_source):
     n, batch_size = text_source.lengths.raw_length, 8
     train = text_source.corpus.train
+    seen = []
     for step in (0, 1, 2, 1000):
         batch = text_source.train_batch(step, batch_size)
         for i in range(batch_size):
-            start = (step * batch_size + i) * n
-            expected = train[start : start + n].tobytes()
+            chunk = int(text_source._order[step * batch_size + i])
+            expected = train[chunk * n : (chunk + 1) * n].tobytes()
             assert reconstruct(batch["inputs"][i], batch["targets"][i]) == expected
+            seen.append(chunk)
+    assert len(set(seen)) == len(seen)  # never the same chunk twice
+    # a permutation of every chunk: short runs sample the whole corpus, not its first files
+    order = text_source._order
+    assert sorted(order[:1000]) != list(range(1000))
+    assert np.array_equal(np.sort(order), np.arange(text_source.max_examples))
 
 
 def test_text_determinism_and_resumption(text_source):
@@ -183,7 +190,12 @@ def test_text_eval_set_fixed(text_source):
     assert first["inputs"].shape == (64, 128)
     n = text_source.lengths.raw_length
     val = text_source.corpus.val
-    assert reconstruct(first["inputs"][5], first["targets"][5]) == val[5 * n : 6 * n].tobytes()
+    fifth = reconstruct(first["inputs"][5], first["targets"][5])
+    offset = val.tobytes().find(fifth)
+    assert offset >= 0 and offset % n == 0  # a whole validation chunk
+    chunks = {val.tobytes().find(reconstruct(i, t)) // n for i, t in
+              zip(first["inputs"], first["targets"], strict=True)}
+    assert max(chunks) > 10 * len(chunks)  # drawn from the whole split, not its start
     # seed-independent, so losses compare across training seeds
     other = TextSource(TextConfig(eval_examples=64, seed=3)).eval_set()
     np.testing.assert_array_equal(other["targets"], first["targets"])

@@ -1,11 +1,14 @@
 """Span-corruption batches for T5 over a byte corpus (ByT5-style, see `spans`).
 
-Example i of the training stream is raw chunk i of the training bytes (no overlap, no
-repetition); step k holds examples k * B ... (k + 1) * B - 1, and its span positions come from
+Example i of the training stream is raw chunk order[i] of the training bytes, where `order`
+is a permutation of all chunks drawn from the data seed: no overlap, no repetition, and a run of
+any length sees a uniform sample of the whole corpus (the files are concatenated in sorted
+order, so consecutive chunks would give short runs only the first few packages). Step k holds
+examples k * B ... (k + 1) * B - 1, and its span positions come from
 `np.random.default_rng([0, seed, k])`, so any step can be produced alone, in any order. D is
-counted in encoder input tokens (units_per_example = input_length). The eval set is the first
-`eval_examples` chunks of the validation bytes, corrupted with a seed shared by every run so
-that losses compare across training seeds.
+counted in encoder input tokens (units_per_example = input_length). The eval set is
+`eval_examples` validation chunks drawn uniformly (a fixed permutation) from the validation
+bytes, corrupted with a seed shared by every run so that losses compare across training seeds.
 """
 
 import functools
@@ -19,7 +22,7 @@ from sparsekit.data.spans import SpanLengths, corrupt, noise_mask, span_lengths
 
 _TRAIN_FOLD = 0  # first seed word of training masks
 _EVAL_SEED = (1, 0)  # eval masks: first word 1 (never a training seed), same for every run
-GENERATOR = "span-corruption-v1"  # recorded in the fingerprint; bump when the algorithm changes
+GENERATOR = "span-corruption-v2"  # recorded in the fingerprint; bump when the algorithm changes
 
 
 @dataclass(frozen=True)
@@ -72,24 +75,31 @@ class TextSource:
             {"generator": GENERATOR, "corpus": self.corpus.fingerprint, **settings}
         )
 
-    def _examples(self, stream: np.ndarray, start: int, count: int, rng: np.random.Generator):
+    def _examples(self, stream: np.ndarray, chunks: np.ndarray, rng: np.random.Generator):
         n = self.lengths.raw_length
-        raw = stream[start * n : (start + count) * n].reshape(count, n)
-        return corrupt(raw, noise_mask(rng, count, self.lengths))
+        raw = stream[: (stream.size // n) * n].reshape(-1, n)[chunks]
+        return corrupt(raw, noise_mask(rng, len(chunks), self.lengths))
+
+    @functools.cached_property
+    def _order(self) -> np.ndarray:
+        return np.random.default_rng([_TRAIN_FOLD, self.config.seed]).permutation(
+            self.max_examples)
 
     def train_batch(self, step: int, batch_size: int) -> dict[str, np.ndarray]:
         """{"inputs": int32 [B, input_length], "targets": int32 [B, target_length]}."""
         examples = example_range(step, batch_size, self.max_examples)
         rng = np.random.default_rng([_TRAIN_FOLD, self.config.seed, step])
-        return self._examples(self.corpus.train, examples.start, batch_size, rng)
+        return self._examples(self.corpus.train, self._order[examples.start:examples.stop], rng)
 
     @functools.cached_property
     def _eval(self) -> dict[str, np.ndarray]:
+        available = self.corpus.val.size // self.lengths.raw_length
+        chunks = np.random.default_rng(_EVAL_SEED).permutation(available)
         rng = np.random.default_rng(_EVAL_SEED)
-        return read_only(self._examples(self.corpus.val, 0, self.config.eval_examples, rng))
+        return read_only(self._examples(self.corpus.val, chunks[: self.config.eval_examples], rng))
 
     def eval_set(self) -> dict[str, np.ndarray]:
-        """The first `eval_examples` validation chunks, same (read-only) arrays every call."""
+        """`eval_examples` uniformly drawn validation chunks, same (read-only) arrays every call."""
         return self._eval
 
     def describe(self) -> dict:
