@@ -14,8 +14,20 @@ import sys
 from typing import Any
 
 # Columns of the sweep summary, in order (those the rows have).
-SUMMARY = ["key", "family", "sparsity", "pattern", "N", "width", "D", "steps", "loss",
-           "loss_se", "status", "wall_time_s"]
+SUMMARY = [
+    "key",
+    "family",
+    "sparsity",
+    "pattern",
+    "N",
+    "width",
+    "D",
+    "steps",
+    "loss",
+    "loss_se",
+    "status",
+    "wall_time_s",
+]
 
 
 def _override(text: str) -> tuple[str, Any]:
@@ -38,31 +50,54 @@ def parser() -> argparse.ArgumentParser:
     commands = p.add_subparsers(dest="command", required=True)
 
     t = commands.add_parser("train", help="train one config and print its result")
-    t.add_argument("--family", required=True, choices=["vit", "t5"], help="model family")
+    t.add_argument("--family", required=True, help="model family: vit or t5")
     size = t.add_mutually_exclusive_group(required=True)
     size.add_argument("--nonzero", type=int, help="target N: non-zero non-embedding params")
     size.add_argument("--width", type=int, help="model width (instead of --nonzero)")
     t.add_argument("--sparsity", type=float, default=0.0, help="final sparsity S in [0, 1)")
-    t.add_argument("--pattern", default="unstructured",
-                   help="unstructured, global or N:M such as 2:4 (default: unstructured)")
-    t.add_argument("--data", type=int, required=True,
-                   help="training data D: tokens (t5) or images (vit)")
+    t.add_argument(
+        "--pattern",
+        default="unstructured",
+        help="unstructured, global or N:M such as 2:4 (default: unstructured)",
+    )
+    t.add_argument(
+        "--data", type=int, required=True, help="training data D: tokens (t5) or images (vit)"
+    )
     t.add_argument("--batch", type=int, help="examples per step (default: the family recipe)")
-    t.add_argument("--eval-examples", type=int,
-                   help="held-out examples for the final loss (default: the config default)")
+    t.add_argument(
+        "--eval-examples",
+        type=int,
+        help="held-out examples for the final loss (default: the config default)",
+    )
     t.add_argument("--seed", type=int, default=0, help="parameter-init seed")
-    t.add_argument("--set", type=_override, action="append", default=[], metavar="NAME=VALUE",
-                   help="any config field by dotted name, e.g. --set optim.lr=1e-3")
-    t.add_argument("--json", action="store_true",
-                   help="print the full result (curves included) as one JSON object")
+    t.add_argument(
+        "--set",
+        type=_override,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="any config field by dotted name, e.g. --set optim.lr=1e-3",
+    )
+    t.add_argument(
+        "--json",
+        action="store_true",
+        help="print the full result (curves included) as one JSON object",
+    )
 
     s = commands.add_parser("sweep", help="run a grid into a results store (resumable)")
     s.add_argument("grid", help="grid YAML file (see sweeps/)")
     s.add_argument("--store", required=True, help="results store directory")
-    s.add_argument("--workers", type=int, default=1,
-                   help="runs at once (1: in this process; more: one process per run)")
-    s.add_argument("--scheduler", metavar="ADDRESS|local",
-                   help="run on Dask: a scheduler address, or 'local' for a LocalCluster")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="runs at once (1: in this process; more: one process per run)",
+    )
+    s.add_argument(
+        "--scheduler",
+        metavar="ADDRESS|local",
+        help="run on Dask: a scheduler address, or 'local' for a LocalCluster",
+    )
     s.add_argument("--recompute", action="store_true", help="rerun stored configs too")
     s.add_argument("--retry-failed", action="store_true", help="rerun stored failed configs")
     return p
@@ -82,14 +117,25 @@ def train_config(args: argparse.Namespace):
     return make_config(base, dict(args.set))
 
 
+def summary(r: dict[str, Any]) -> str:
+    """Two lines on a finished run: what was trained, and its loss."""
+    return (
+        f"{r['family']} S={r['sparsity']} ({r['pattern']}): N={r['N']} (width {r['width']}), "
+        f"D={r['D']} {r['unit']} in {r['steps']} steps of {r['batch']}\n"
+        f"loss {r['loss']:.4f} +- {r['loss_se']:.4f}, {r['wall_time_s']:.1f} s, "
+        f"key {r['key']}"
+    )
+
+
 def train(args: argparse.Namespace) -> int:
-    cfg = train_config(args)  # bad input fails here, before JAX loads
-    from tqdm.auto import tqdm
+    cfg = train_config(args)  # bad input fails here, before anything trains
+    from tqdm import tqdm
 
     from sparsekit import train as training
     from sparsekit.store import dumps
 
     with tqdm(desc="steps", unit="step", disable=None, file=sys.stderr) as bar:
+
         def on_chunk(step: int, steps: int) -> None:
             bar.total = steps
             bar.update(step - bar.n)
@@ -98,10 +144,7 @@ def train(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(r))
     elif r["status"] == "ok":
-        print(f"{r['family']} S={r['sparsity']} ({r['pattern']}): N={r['N']} (width "
-              f"{r['width']}), D={r['D']} {r['unit']} in {r['steps']} steps of {r['batch']}\n"
-              f"loss {r['loss']:.4f} +- {r['loss_se']:.4f}, {r['wall_time_s']:.1f} s, "
-              f"key {r['key']}")
+        print(summary(r))
     if r["status"] != "ok":
         print(f"sparsekit train: run failed: {r['error']}", file=sys.stderr)
         return 1
@@ -112,17 +155,23 @@ def sweep(args: argparse.Namespace) -> int:
     from sparsekit.sweep import load_grid
     from sparsekit.sweep import sweep as run_sweep
 
-    frame = run_sweep(load_grid(args.grid), args.store, workers=args.workers,
-                      scheduler=args.scheduler, reuse=not args.recompute,
-                      retry_failed=args.retry_failed)
+    frame = run_sweep(
+        load_grid(args.grid),
+        args.store,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        reuse=not args.recompute,
+        retry_failed=args.retry_failed,
+    )
     columns = [c for c in SUMMARY if c in frame]
     print(frame[columns].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     bad = frame[frame["status"] != "ok"]
     for _, row in bad.iterrows():
         print(f"failed {row['key']}: {row['error']}", file=sys.stderr)
     if len(bad):
-        print(f"{len(bad)} of {len(frame)} runs failed (rerun with --retry-failed)",
-              file=sys.stderr)
+        print(
+            f"{len(bad)} of {len(frame)} runs failed (rerun with --retry-failed)", file=sys.stderr
+        )
     return 1 if len(bad) else 0
 
 

@@ -102,6 +102,12 @@ def table(results: Iterable[dict[str, Any]]):
     for name in ("loss", "loss_se"):
         if name in frame:
             frame[name] = frame[name].astype(float)
+    # A column mixing types (an option that is a number in one run and text in another) has
+    # no parquet type: keep it as text.
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype == "object" and len({type(v) for v in column.dropna()}) > 1:
+            frame[name] = column.where(column.isna(), column.astype(str))
     return frame
 
 
@@ -154,8 +160,9 @@ class Store:
 
     def clean(self) -> list[Path]:
         """Remove temp files left by killed writes; returns what was removed."""
-        stray = [p for d in (self.path, self.runs) if d.is_dir()
-                 for p in d.glob(f".*{_TMP_SUFFIX}")]
+        stray = [
+            p for d in (self.path, self.runs) if d.is_dir() for p in d.glob(f".*{_TMP_SUFFIX}")
+        ]
         for p in stray:
             p.unlink(missing_ok=True)
         return stray
@@ -168,8 +175,10 @@ class Store:
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise StoreBusyError(f"store {self.path} is being written by another process "
-                                     "(e.g. a running sweep); wait for it to finish") from None
+                raise StoreBusyError(
+                    f"store {self.path} is being written by another process "
+                    "(e.g. a running sweep); wait for it to finish"
+                ) from None
             try:
                 yield self
             finally:
@@ -183,6 +192,8 @@ def load(store: str | os.PathLike | Store, *, allow_empty: bool = False):
     store = store if isinstance(store, Store) else Store(store)
     results = store.results()
     if not results and not allow_empty:
-        raise ValueError(f"results store {store.path} has no runs (run a sweep into it first, "
-                         "or pass allow_empty=True)")
+        raise ValueError(
+            f"results store {store.path} has no runs (run a sweep into it first, "
+            "or pass allow_empty=True)"
+        )
     return table(results)

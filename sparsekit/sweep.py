@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import math
 import multiprocessing
@@ -38,7 +39,7 @@ from sparsekit.config import RunConfig
 from sparsekit.store import Store, table
 
 Runner = Callable[[RunConfig], dict[str, Any]]  # config -> result row (see train.run)
-Done = Iterator[tuple[RunConfig, dict[str, Any]]]  # (config, result) as runs finish
+Done = Iterator[dict[str, Any]]  # results, as runs finish
 
 
 class GridError(ValueError):
@@ -46,6 +47,7 @@ class GridError(ValueError):
 
 
 # --- config overrides by dotted name --------------------------------------------------------
+
 
 def check_field(name: str) -> None:
     """ValueError unless `name` is a dotted RunConfig field (e.g. "optim.lr"). Fields typed
@@ -55,15 +57,18 @@ def check_field(name: str) -> None:
     for depth, part in enumerate(parts):
         hints = typing.get_type_hints(cls)
         if part not in hints:
-            raise ValueError(f"unknown config field {name!r}: {cls.__name__} has no field "
-                             f"{part!r} (it has {', '.join(hints)})")
+            raise ValueError(
+                f"unknown config field {name!r}: {cls.__name__} has no field "
+                f"{part!r} (it has {', '.join(hints)})"
+            )
         cls = hints[part]
         if cls is dict:
             return
         if not dataclasses.is_dataclass(cls):
             if depth < len(parts) - 1:
-                raise ValueError(f"unknown config field {name!r}: "
-                                 f"{'.'.join(parts[:depth + 1])} has no fields")
+                raise ValueError(
+                    f"unknown config field {name!r}: {'.'.join(parts[: depth + 1])} has no fields"
+                )
             return
     raise ValueError(f"config field {name!r} is a group; name one of its fields")
 
@@ -94,6 +99,7 @@ def _copy_dicts(value: Any) -> Any:
 
 # --- grids ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Grid:
     """A sweep: every combination of `axes` (and of the `zipped` group) over `base`.
@@ -112,16 +118,20 @@ class Grid:
             raise GridError(f"grid {self.name!r}: base must be a mapping (a config dict)")
         for group in ("axes", "zipped"):
             if not isinstance(getattr(self, group), dict):
-                raise GridError(f"grid {self.name!r}: {group} must be a mapping of dotted "
-                                "config names to lists of values")
+                raise GridError(
+                    f"grid {self.name!r}: {group} must be a mapping of dotted "
+                    "config names to lists of values"
+                )
             for axis, values in getattr(self, group).items():
                 try:
                     check_field(axis)
                 except ValueError as e:
                     raise GridError(f"grid {self.name!r}: axis {axis!r}: {e}") from None
                 if not isinstance(values, list) or not values:
-                    raise GridError(f"grid {self.name!r}: axis {axis!r} needs a non-empty list "
-                                    f"of values, got {values!r}")
+                    raise GridError(
+                        f"grid {self.name!r}: axis {axis!r} needs a non-empty list "
+                        f"of values, got {values!r}"
+                    )
         if len({len(v) for v in self.zipped.values()}) > 1:
             sizes = {k: len(v) for k, v in self.zipped.items()}
             raise GridError(f"grid {self.name!r}: zipped axes need equal lengths, got {sizes}")
@@ -134,10 +144,16 @@ class Grid:
         """The overrides of every point (dotted name -> value); the first axis varies slowest."""
         factors = [[{axis: v} for v in values] for axis, values in self.axes.items()]
         if self.zipped:
-            factors.append([dict(zip(self.zipped, vs, strict=True))
-                            for vs in zip(*self.zipped.values(), strict=True)])
-        return [{k: v for part in combo for k, v in part.items()}
-                for combo in itertools.product(*factors)]
+            factors.append(
+                [
+                    dict(zip(self.zipped, vs, strict=True))
+                    for vs in zip(*self.zipped.values(), strict=True)
+                ]
+            )
+        return [
+            {k: v for part in combo for k, v in part.items()}
+            for combo in itertools.product(*factors)
+        ]
 
     def configs(self) -> list[RunConfig]:
         """One config per point; points that give the same config (same key) appear once."""
@@ -151,6 +167,7 @@ class Grid:
         return list(configs.values())
 
 
+@functools.cache
 def yaml_loader() -> type:
     """A safe YAML loader that also reads 1e-3 as a float (YAML 1.1 needs 1.0e-3)."""
     import yaml
@@ -176,8 +193,9 @@ def load_grid(path: str | os.PathLike) -> Grid:
         raise GridError(f"{path}: a grid file is a mapping with keys name, base, axes, zipped")
     unknown = spec.keys() - {f.name for f in dataclasses.fields(Grid)}
     if unknown:
-        raise GridError(f"{path}: unknown keys {sorted(unknown)} (allowed: name, base, axes, "
-                        "zipped)")
+        raise GridError(
+            f"{path}: unknown keys {sorted(unknown)} (allowed: name, base, axes, zipped)"
+        )
     if "base" not in spec:
         raise GridError(f"{path}: missing 'base' (the config every run starts from)")
     spec.setdefault("name", path.stem)
@@ -189,12 +207,22 @@ def load_grid(path: str | os.PathLike) -> Grid:
 
 # --- running one config ---------------------------------------------------------------------
 
-def failed(cfg: RunConfig, error: str, wall_time_s: float = math.nan,
-           **extra: Any) -> dict[str, Any]:
+
+def failed(
+    cfg: RunConfig, error: str, wall_time_s: float = math.nan, **extra: Any
+) -> dict[str, Any]:
     """The result row of a run that did not produce one (exception, crashed worker)."""
-    return {"key": cfg.key(), "config": cfg.to_dict(), "status": "failed", "error": error,
-            "family": cfg.model.family, "sparsity": cfg.sparsity.target,
-            "pattern": cfg.sparsity.pattern, "wall_time_s": wall_time_s, **extra}
+    return {
+        "key": cfg.key(),
+        "config": cfg.to_dict(),
+        "status": "failed",
+        "error": error,
+        "family": cfg.model.family,
+        "sparsity": cfg.sparsity.target,
+        "pattern": cfg.sparsity.pattern,
+        "wall_time_s": wall_time_s,
+        **extra,
+    }
 
 
 def run_one(runner: Runner, cfg: RunConfig) -> dict[str, Any]:
@@ -203,11 +231,18 @@ def run_one(runner: Runner, cfg: RunConfig) -> dict[str, Any]:
     try:
         result = runner(cfg)
     except Exception as e:
-        return failed(cfg, f"{type(e).__name__}: {e}", time.perf_counter() - start,
-                      traceback=traceback.format_exc())
+        return failed(
+            cfg,
+            f"{type(e).__name__}: {e}",
+            time.perf_counter() - start,
+            traceback=traceback.format_exc(),
+        )
     if result.get("key") != cfg.key():
-        return failed(cfg, f"runner returned key {result.get('key')!r}, expected {cfg.key()}",
-                      time.perf_counter() - start)
+        return failed(
+            cfg,
+            f"runner returned key {result.get('key')!r}, expected {cfg.key()}",
+            time.perf_counter() - start,
+        )
     return result
 
 
@@ -217,11 +252,12 @@ def _train_run(cfg: RunConfig) -> dict[str, Any]:
     return train.run(cfg)
 
 
-# --- executors: each yields (config, result) as runs finish ---------------------------------
+# --- executors: each yields results as runs finish -----------------------------------------
+
 
 def _in_process(todo: list[RunConfig], runner: Runner) -> Done:
     for cfg in todo:
-        yield cfg, run_one(runner, cfg)
+        yield run_one(runner, cfg)
 
 
 def _exit_with(parent: int) -> None:
@@ -249,8 +285,9 @@ def _in_processes(todo: list[RunConfig], runner: Runner, workers: int) -> Done:
             while queue and len(running) < workers:
                 cfg = queue.pop()
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(runner, cfg, send, os.getpid()),
-                                   daemon=True)
+                proc = ctx.Process(
+                    target=_child, args=(runner, cfg, send, os.getpid()), daemon=True
+                )
                 start = time.perf_counter()
                 proc.start()
                 send.close()  # so that recv sees EOF when the child dies
@@ -259,13 +296,15 @@ def _in_processes(todo: list[RunConfig], runner: Runner, workers: int) -> Done:
                 cfg, proc, start = running.pop(conn)
                 try:
                     result = conn.recv()
-                except EOFError:
-                    proc.join()
-                    result = failed(cfg, f"worker process died (exit code {proc.exitcode})",
-                                    time.perf_counter() - start)
+                except EOFError:  # the child died without sending
+                    result = None
                 conn.close()
                 proc.join()
-                yield cfg, result
+                yield result or failed(
+                    cfg,
+                    f"worker process died (exit code {proc.exitcode})",
+                    time.perf_counter() - start,
+                )
     finally:
         for _, proc, _ in running.values():
             proc.kill()
@@ -279,23 +318,25 @@ def _on_dask(todo: list[RunConfig], runner: Runner, scheduler: str, workers: int
 
     with contextlib.ExitStack() as stack:
         if scheduler == "local":
-            cluster = stack.enter_context(LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True,
-                dashboard_address=None))
+            cluster = stack.enter_context(
+                LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+                )
+            )
             client = stack.enter_context(Client(cluster))
         else:
             client = stack.enter_context(Client(scheduler))
         futures = {client.submit(run_one, runner, cfg, pure=False): cfg for cfg in todo}
         for future in as_completed(futures):
-            cfg = futures[future]
             try:
                 result = future.result()
             except Exception as e:  # e.g. KilledWorker after repeated worker crashes
-                result = failed(cfg, f"dask: {type(e).__name__}: {e}")
-            yield cfg, result
+                result = failed(futures[future], f"dask: {type(e).__name__}: {e}")
+            yield result
 
 
 # --- the sweep ------------------------------------------------------------------------------
+
 
 def _needs_run(stored: dict[str, Any] | None, reuse: bool, retry_failed: bool) -> bool:
     if stored is None or not reuse:
@@ -306,13 +347,23 @@ def _needs_run(stored: dict[str, Any] | None, reuse: bool, retry_failed: bool) -
 def _describe(result: dict[str, Any]) -> str:
     c = result["config"]
     size = c["model"]["nonzero"] or f"width {c['model']['width']}"
-    return (f"{result['key']} ({c['model']['family']} N={size} "
-            f"S={c['sparsity']['target']} D={c['data']['amount']})")
+    return (
+        f"{result['key']} ({c['model']['family']} N={size} "
+        f"S={c['sparsity']['target']} D={c['data']['amount']})"
+    )
 
 
-def sweep(grid: Grid | Iterable[RunConfig], store: str | os.PathLike | Store, *,
-          workers: int = 1, scheduler: str | None = None, reuse: bool = True,
-          retry_failed: bool = False, progress: bool = True, runner: Runner | None = None):
+def sweep(
+    grid: Grid | Iterable[RunConfig],
+    store: str | os.PathLike | Store,
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    reuse: bool = True,
+    retry_failed: bool = False,
+    progress: bool = True,
+    runner: Runner | None = None,
+):
     """Run the grid's configs that the store lacks, reuse the others; returns a DataFrame of
     the grid's rows (one per config, grid order; see `store.table`).
 
@@ -324,12 +375,13 @@ def sweep(grid: Grid | Iterable[RunConfig], store: str | os.PathLike | Store, *,
     runner: config -> result row; default `train.run`. Must be picklable (a module-level
         function) for workers > 1 or Dask.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # the text bar: tqdm.auto warns in kernels without ipywidgets
 
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    configs = grid.configs() if isinstance(grid, Grid) else list({c.key(): c for c in grid}
-                                                                     .values())
+    configs = (
+        grid.configs() if isinstance(grid, Grid) else list({c.key(): c for c in grid}.values())
+    )
     name = grid.name if isinstance(grid, Grid) else "sweep"
     store = store if isinstance(store, Store) else Store(store)
     runner = runner or _train_run
@@ -339,17 +391,22 @@ def sweep(grid: Grid | Iterable[RunConfig], store: str | os.PathLike | Store, *,
         store.write_table(stored.values())  # repairs a table left stale by a killed sweep
         todo = [c for c in configs if _needs_run(stored.get(c.key()), reuse, retry_failed)]
         if progress:
-            print(f"{name}: {len(configs)} runs, {len(configs) - len(todo)} reused from "
-                  f"{store.path}, {len(todo)} to run", file=sys.stderr)
+            print(
+                f"{name}: {len(configs)} runs, {len(configs) - len(todo)} reused from "
+                f"{store.path}, {len(todo)} to run",
+                file=sys.stderr,
+            )
         if scheduler is not None:
             done = _on_dask(todo, runner, scheduler, workers)
         elif workers > 1:
             done = _in_processes(todo, runner, workers)
         else:
             done = _in_process(todo, runner)
-        with tqdm(total=len(todo), desc=name, unit="run", disable=not progress) as bar, \
-                contextlib.closing(done):
-            for _, result in done:
+        with (
+            tqdm(total=len(todo), desc=name, unit="run", disable=not progress) as bar,
+            contextlib.closing(done),
+        ):
+            for result in done:
                 store.put(result)
                 stored[result["key"]] = result
                 store.write_table(stored.values())

@@ -5,14 +5,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import pytest
 
-from sparsekit.__main__ import main
+from sparsekit.__main__ import main, parser, summary, train_config
 
-TINY = ["--family", "vit", "--nonzero", "3000", "--data", "64", "--batch", "16",
-        "--eval-examples", "16"]
+TINY = [
+    "--family",
+    "vit",
+    "--nonzero",
+    "3000",
+    "--data",
+    "64",
+    "--batch",
+    "16",
+    "--eval-examples",
+    "16",
+]
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -25,36 +37,77 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_train_json_is_one_object_with_the_result_fields(capsys):
-    pytest.importorskip("sparsekit.train")
-    code, out, _ = run(capsys, "train", *TINY, "--sparsity", "0.5", "--set", "optim.lr=1e-3",
-                       "--json")
+@pytest.fixture(scope="module")
+def trained() -> tuple[int, str]:
+    """(exit status, stdout) of one real `train --json` run at the smallest size."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["train", *TINY, "--sparsity", "0.5", "--set", "optim.lr=1e-3", "--json"])
+    return code, out.getvalue()
+
+
+def test_train_json_is_one_object_with_the_result_fields(trained):
+    code, out = trained
     assert code == 0
     result = json.loads(out)  # stdout holds nothing but the result
-    assert {"key", "config", "status", "loss", "loss_se", "N", "D", "curve", "val_curve",
-            "wall_time_s", "code_version", "versions", "machine"} <= result.keys()
+    assert {
+        "key",
+        "config",
+        "status",
+        "loss",
+        "loss_se",
+        "N",
+        "D",
+        "curve",
+        "val_curve",
+        "wall_time_s",
+        "code_version",
+        "versions",
+        "machine",
+    } <= result.keys()
     assert result["status"] == "ok" and result["sparsity"] == 0.5
     assert result["config"]["optim"]["lr"] == 1e-3 and result["steps"] == 4
     assert result["curve"][-1][0] == 4
 
 
-def test_train_summary(capsys):
-    pytest.importorskip("sparsekit.train")
-    code, out, _ = run(capsys, "train", *TINY, "--pattern", "2:4")
-    assert code == 0
-    assert out.startswith("vit S=0.5 (2:4): N=") and "loss " in out and "key " in out
+def test_train_summary(trained):
+    text = summary(json.loads(trained[1]))
+    assert text.startswith("vit S=0.5 (unstructured): N=") and "\nloss " in text
 
 
-@pytest.mark.parametrize(("change", "names"), [
-    (["--sparsity", "1.0"], "sparsity"),
-    (["--family", "bert"], "--family"),
-    (["--data", "0"], "data"),
-    (["--nonzero", "-5"], "nonzero"),
-    (["--width", "64"], "--width: not allowed with argument --nonzero"),
-    (["--pattern", "2:3", "--sparsity", "0.5"], "sparsity must be 1 - n/m"),
-    (["--set", "optim.learning_rate=1"], "unknown config field 'optim.learning_rate'"),
-    (["--set", "optim.lr"], "expected NAME=VALUE"),
-])
+def test_train_flags_make_the_config():
+    args = parser().parse_args(
+        [
+            "train",
+            *TINY,
+            "--pattern",
+            "2:4",
+            "--seed",
+            "3",
+            "--set",
+            "data.options={}",
+            "--set",
+            "sparsity.every=7",
+        ]
+    )
+    cfg = train_config(args)
+    assert (cfg.sparsity.target, cfg.sparsity.every, cfg.seed) == (0.5, 7, 3)
+    assert (cfg.data.amount, cfg.data.batch, cfg.data.eval_examples) == (64, 16, 16)
+
+
+@pytest.mark.parametrize(
+    ("change", "names"),
+    [
+        (["--sparsity", "1.0"], "sparsity must be in [0, 1), got 1.0"),
+        (["--family", "bert"], "family must be one of ('vit', 't5'), got 'bert'"),
+        (["--data", "0"], "data amount D must be a positive integer, got 0"),
+        (["--nonzero", "-5"], "nonzero must be a positive integer, got -5"),
+        (["--width", "64"], "--width: not allowed with argument --nonzero"),
+        (["--pattern", "2:3", "--sparsity", "0.5"], "sparsity must be 1 - n/m"),
+        (["--set", "optim.learning_rate=1"], "unknown config field 'optim.learning_rate'"),
+        (["--set", "optim.lr"], "expected NAME=VALUE"),
+    ],
+)
 def test_train_bad_input_names_the_parameter(capsys, change, names):
     argv = list(TINY)
     for flag, value in zip(change[::2], change[1::2], strict=True):
@@ -71,11 +124,15 @@ def test_sweep_bad_input(capsys, tmp_path):
     code, _, err = run(capsys, "sweep", str(tmp_path / "missing.yaml"), "--store", "s")
     assert code == 2 and "missing.yaml" in err
     grid = tmp_path / "g.yaml"
-    grid.write_text("base: {model: {family: vit}, data: {amount: 64}}\n"
-                    "axes: {model.nonzero: [], sparsity.target: [0.5]}\n")
+    grid.write_text(
+        "base: {model: {family: vit}, data: {amount: 64}}\n"
+        "axes: {model.nonzero: [], sparsity.target: [0.5]}\n"
+    )
     code, _, err = run(capsys, "sweep", str(grid), "--store", str(tmp_path / "s"))
-    assert code == 2 and err.strip() == (f"sparsekit sweep: error: {grid}: grid 'g': axis "
-                                         "'model.nonzero' needs a non-empty list of values, "
-                                         "got []")
+    assert code == 2 and err.strip() == (
+        f"sparsekit sweep: error: {grid}: grid 'g': axis "
+        "'model.nonzero' needs a non-empty list of values, "
+        "got []"
+    )
     code, _, err = run(capsys, "sweep", str(grid), "--store", "s", "--workers", "x")
     assert code == 2 and "--workers" in err
