@@ -4,6 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
+# JAX's persistent compilation cache: repeated shapes (every run of a sweep, every test that
+# trains) compile once. A cache hit gives the same executable, so the numbers do not change.
+export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
+export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
+
 .PHONY: book book-full book-smoke test lint env browser
 
 # Create the virtual environment and install sparsekit with the book and dev extras.
