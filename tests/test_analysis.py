@@ -1,0 +1,414 @@
+"""The book's analysis helpers on small hand-made tables: no training, a few small fits.
+
+Runs are rows like `train.run`'s, with losses from a made-up sparse law at laptop scale
+(`LAW`), so a full grid is fitted back to it and a partial one shows what cannot be fitted.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from sparsekit import analysis, plotting
+from sparsekit.laws import SparseLaw
+from sparsekit.store import Store
+from sparsekit.sweep import load_grid
+
+LAW = SparseLaw(a_S=3.0, b_S=0.8, c_S=5.0, b_N=0.3, a_D=1e4, b_D=0.4, c=1.0)  # nats, tokens
+LEVELS = (0.0, 0.5, 0.75, 0.875)
+
+
+def row(S: float, N: int, D: int, *, family: str = "t5", status: str = "ok", **extra) -> dict:
+    """One store-table row of a finished run, its loss from LAW."""
+    loss = float(LAW.predict(S, N, D)) if status == "ok" else np.nan
+    return {
+        "key": f"{family}-{S}-{N}-{D}",
+        "status": status,
+        "family": family,
+        "sparsity": S,
+        "N": N,
+        "N_target": N,
+        "width": 16,
+        "D": D,
+        "unit": "tokens",
+        "steps": D // 4096,
+        "loss": loss,
+        "loss_se": 1e-3 * loss,
+        "wall_time_s": 12.5,
+        "flops_dense": 6.0 * N * D,
+        "code_version": "0123456789ab" + "f" * 28 + "-dirty",
+        "versions.jax": "0.10.2",
+        "machine.host": "box",
+        "machine.device": "cpu",
+        "machine.cpus": 2,
+        "finished_at": "2026-01-01T00:00:00+00:00",
+        "config.optim.lr": 3e-3,
+        **extra,
+    }
+
+
+def make_table(
+    levels=LEVELS, sizes=(16384, 32768, 65536), data=(2**20, 2**21, 2**22)
+) -> pd.DataFrame:
+    return pd.DataFrame([row(s, n, d) for s, n, d in itertools.product(levels, sizes, data)])
+
+
+def runs(frame: pd.DataFrame | None = None) -> analysis.Runs:
+    frame = make_table() if frame is None else frame
+    return analysis.runs_from_table(frame, source="results store test")
+
+
+SMOKE_LIKE = dict(levels=(0.0, 0.5), sizes=(4000, 16000), data=(8192, 16384))  # 8 runs
+
+
+# --- store -> arrays ------------------------------------------------------------------------
+
+
+def test_runs_keep_finished_runs_as_fit_arrays() -> None:
+    frame = pd.concat([make_table(), pd.DataFrame([row(0.5, 999, 2**20, status="failed")])])
+    r = runs(frame)
+    assert (r.family, r.unit, len(r)) == ("t5", "tokens", 36)
+    np.testing.assert_array_equal(np.unique(r.S), LEVELS)
+    np.testing.assert_allclose(r.loss, LAW.predict(r.S, r.N, r.D))
+    assert r.N.dtype == np.float64 and 999 not in r.N
+    assert len(r.at_sparsity(0.75)) == 9
+
+
+def test_nominal_size_is_the_target_and_falls_back_to_measured_n() -> None:
+    frame = make_table(levels=(0.5,), sizes=(4000,), data=(8192,))
+    frame["N"], frame["N_target"] = 4096, [None]
+    assert runs(frame).size.tolist() == [4096.0]
+    frame["N_target"] = 4000
+    assert runs(frame).size.tolist() == [4000.0]
+
+
+@pytest.mark.parametrize(
+    ("frame", "family", "message"),
+    [
+        (pd.DataFrame(), None, "results store test has no runs"),
+        (pd.DataFrame([row(0.0, 10, 10, status="failed")]), None, "no finished runs (1 failed)"),
+        (make_table(), "vit", "has no finished vit runs"),
+        (
+            pd.concat([make_table(), pd.DataFrame([row(0.0, 9, 9, family="vit")])]),
+            None,
+            "mix families",
+        ),
+    ],
+    ids=["empty", "only-failed", "other-family", "mixed-families"],
+)
+def test_runs_from_table_errors_name_the_store(frame, family, message) -> None:
+    with pytest.raises(ValueError, match="results store test") as err:
+        analysis.runs_from_table(frame, source="results store test", family=family)
+    assert message in str(err.value)
+
+
+def test_load_runs_from_a_store_and_an_empty_one(tmp_path) -> None:
+    store = Store(tmp_path / "t5")
+    for r in make_table().to_dict("records"):
+        store.put(r)
+    assert len(analysis.load_runs(store.path, family="t5")) == 36
+    missing = tmp_path / "nothing"
+    with pytest.raises(ValueError, match=f"results store {missing} has no runs"):
+        analysis.load_runs(missing)
+    loaded, reasons = analysis.load_families({"t5": store.path, "vit": missing})
+    assert list(loaded) == ["t5"] and str(missing) in reasons["vit"]
+    coverage = analysis.coverage_table(loaded, reasons)
+    assert coverage.loc["T5", "runs"] == 36 and coverage.loc["T5", "sizes N"] == 3
+    assert coverage.loc["ViT", "runs"] == 0 and "has no runs" in coverage.loc["ViT", "source"]
+
+
+def test_run_grid_reuses_stored_runs_without_training(tmp_path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        "name: tiny\nbase: {model: {family: t5}, data: {amount: 8192, batch: 8}}\n"
+        "axes: {sparsity.target: [0.0, 0.5], model.nonzero: [4000, 16000]}\n"
+    )
+    store = Store(tmp_path / "store")
+    for cfg in load_grid(grid).configs():
+        store.put(
+            {
+                **row(cfg.sparsity.target, cfg.model.nonzero, 8192),
+                "key": cfg.key(),
+                "config": cfg.to_dict(),
+            }
+        )
+    frame = analysis.run_grid(grid, store.path)
+    assert len(frame) == 4 and frame["reused"].all()
+    assert (
+        analysis.describe_sweep(frame, "s") == "4 runs in the grid: 4 reused from s, "
+        "0 trained now; 0 failed"
+    )
+    shown = analysis.runs_table(frame)
+    assert list(shown["S"]) == [0.0, 0.0, 0.5, 0.5] and "wall time (s)" in shown
+
+
+# --- notebook parameters ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("check", "args"),
+    [
+        (analysis.check_flag, ("smoke", "yes")),
+        (analysis.check_int, ("workers", 0, 1, 64)),
+        (analysis.check_int, ("workers", True, 0)),
+        (analysis.check_int, ("bootstrap", 2.0, 0)),
+        (analysis.check_choice, ("family", "bert", ["vit", "t5"])),
+        (analysis.check_choices, ("costs", [], ["dense"])),
+        (analysis.check_choices, ("costs", ["dense", "dense"], ["dense"])),
+        (analysis.check_store, ("store", 3)),
+        (analysis.check_grid, ("grid", "no/such.yaml", "vit")),
+    ],
+)
+def test_parameter_checks_name_the_parameter(check, args) -> None:
+    with pytest.raises(ValueError, match=f"^{args[0]} must be"):
+        check(*args)
+
+
+def test_grid_of_the_wrong_family_is_refused(tmp_path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: g\nbase: {model: {family: vit, nonzero: 3000}, data: {amount: 256}}\n")
+    analysis.check_grid("grid", str(grid), "vit")
+    with pytest.raises(ValueError, match=r"^grid must be a grid of t5 runs.*\['vit'\]"):
+        analysis.check_grid("grid", str(grid), "t5")
+    with pytest.raises(ValueError, match=r"^store must be a results store directory"):
+        analysis.check_store("store", str(grid))
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+BAD_NOTEBOOK_PARAMETERS = [
+    ("02_vit_sweep.ipynb", "workers", 0),
+    ("02_vit_sweep.ipynb", "grid", "../sweeps/t5.yaml"),  # a grid of the other family
+    ("03_t5_sweep.ipynb", "family", "bert"),
+    ("03_t5_sweep.ipynb", "reuse", "yes"),
+    ("04_fit_own_law.ipynb", "bootstrap", -1),
+    ("04_fit_own_law.ipynb", "vit_store", 3),
+    ("05_optimal_sparsity.ipynb", "costs", ["dense", "free"]),
+    ("05_optimal_sparsity.ipynb", "grid_points", 5),
+    ("06_provenance.ipynb", "smoke", 1),
+]
+
+
+def notebook_cells(name: str) -> tuple[str, str]:
+    """Sources of a notebook's parameters cell and of the validation cell after it."""
+    cells = [
+        c for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells if c.cell_type == "code"
+    ]
+    assert cells[0].metadata.get("tags") == ["parameters"], name
+    return cells[0].source, cells[1].source
+
+
+@pytest.mark.parametrize("name", sorted({n for n, _, _ in BAD_NOTEBOOK_PARAMETERS}))
+def test_notebook_defaults_pass_validation(name, monkeypatch) -> None:
+    monkeypatch.chdir(NOTEBOOKS)  # where the book runs them: paths are relative to it
+    namespace: dict = {}
+    for source in notebook_cells(name):
+        exec(source, namespace)
+
+
+@pytest.mark.parametrize(("name", "parameter", "value"), BAD_NOTEBOOK_PARAMETERS)
+def test_notebook_validation_names_a_bad_parameter(name, parameter, value, monkeypatch) -> None:
+    monkeypatch.chdir(NOTEBOOKS)
+    parameters, validation = notebook_cells(name)
+    namespace: dict = {}
+    exec(parameters, namespace)
+    namespace[parameter] = value
+    with pytest.raises(ValueError, match=f"^{parameter} must be"):
+        exec(validation, namespace)
+
+
+# --- figures ------------------------------------------------------------------------------
+
+
+def data_traces(fig) -> list:
+    return [t for t in fig.data if t.x is not None and t.x[0] is not None]
+
+
+def test_loss_vs_data_has_a_panel_per_sparsity_and_a_line_per_size() -> None:
+    frame = make_table()
+    frame = frame[~((frame["sparsity"] == 0.875) & (frame["N"] == 65536))]  # a partial store
+    fig = analysis.loss_vs_data(runs(frame))
+    keys = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in keys] == ["N ≈ 16.4k", "N ≈ 32.8k", "N ≈ 65.5k"]
+    lines = data_traces(fig)
+    assert len(lines) == 4 * 3 - 1
+    assert {t.line.color for t in lines} == {plotting.sparsity_color(s) for s in LEVELS}
+    assert all(len(t.x) == 3 and list(t.x) == sorted(t.x) for t in lines)
+    assert [a.text for a in fig.layout.annotations] == list(map(plotting.sparsity_label, LEVELS))
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis2.matches == "y"
+    assert "nats per target byte-token" in fig.layout.yaxis.title.text
+    assert "width=" in lines[0].hovertemplate and "wall time (s)=" in lines[0].hovertemplate
+
+
+def test_loss_vs_size_has_a_line_per_data_amount() -> None:
+    fig = analysis.loss_vs_size(runs(make_table(levels=(0.0, 0.5))))
+    assert [t.name for t in fig.data if t.showlegend is not False] == [
+        "D = 1.05M tokens",
+        "D = 2.1M tokens",
+        "D = 4.19M tokens",
+    ]
+    assert len(data_traces(fig)) == 2 * 3
+    assert fig.layout.xaxis.title.text == analysis.N_TITLE
+
+
+def test_predicted_vs_measured_colours_by_sparsity_and_skips_what_a_law_cannot_predict() -> None:
+    r = runs()
+    panels = {"law": (r, LAW), "dense only": (r.at_sparsity(0.0), LAW)}
+    fig = analysis.predicted_vs_measured(panels, "t")
+    points = [t for t in fig.data if t.mode == "markers"]
+    assert len(points) == 4 + 1 and len(fig.data) == 2 + 5  # + a diagonal per panel
+    assert [t.marker.color for t in points[:4]] == list(map(plotting.sparsity_color, LEVELS))
+    np.testing.assert_allclose(points[0].y, points[0].x)  # the true law predicts exactly
+    assert sum(t.showlegend is not False for t in points) == 4  # one legend entry per level
+
+
+def test_sopt_map_panels_frontier_and_runs() -> None:
+    r = runs()
+    scale = analysis.project_scale(r)
+    fig = analysis.sopt_map(
+        {"ours": LAW, "paper": analysis.PAPER["t5"]},
+        scale,
+        cost="dense",
+        title="t",
+        points=12,
+        runs=r,
+    )
+    contours = [t for t in fig.data if t.type == "contour"]
+    assert len(contours) == 2 and np.shape(contours[0].z) == (12, 12)
+    assert np.nanmax(contours[0].z) <= 0.99 and np.nanmin(contours[0].z) >= 0.0
+    run_markers = [t for t in fig.data if t.type == "scatter" and t.mode == "markers"]
+    assert len(run_markers) == 2 * len(LEVELS)
+    # the runs sit on the map, at C = 6 N D / (1 - S) under the dense cost model
+    assert scale[1][0] < min(run_markers[3].x) and max(run_markers[3].x) < scale[1][1]
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"
+
+
+# --- fits of full and partial stores ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_fits() -> analysis.LawFits:
+    return analysis.fit_laws(runs(), ["sparse", "chinchilla"], bootstrap=3)
+
+
+def test_full_grid_fits_back_the_law_with_intervals(full_fits) -> None:
+    fitted = full_fits.fits["sparse"].law
+    for name, value in LAW.as_dict().items():
+        assert getattr(fitted, name) == pytest.approx(value, rel=0.02), name
+    table = analysis.coefficient_table(full_fits.fits["sparse"], analysis.PAPER["t5"])
+    assert list(table.columns) == ["this project", "95% low", "95% high", "paper (Table 1)"]
+    assert table.loc["b_N", "paper (Table 1)"] == analysis.PAPER["t5"].b_N
+    assert table["95% low"].notna().all()
+    assert full_fits.notes == {}
+    assert set(full_fits.extrapolations) == {"sparse", "chinchilla"}
+    assert full_fits.extrapolations["sparse"].diagnostics.max_abs_relative_error < 1e-3
+
+
+def test_comparison_table_and_panels(full_fits) -> None:
+    table = analysis.comparison_table(full_fits)
+    assert list(table.index) == ["sparse law", "Chinchilla (dense runs)"]
+    assert table.loc["Chinchilla (dense runs)", "runs"] == 9  # dense runs only
+    assert table.loc["sparse law", "parameters"] == 7 and table.columns[-1] == "note"
+    held_out = full_fits.panels(held_out=True)
+    assert len(held_out["sparse law"][0]) == 12  # the largest size at every sparsity
+    assert len(held_out["Chinchilla (dense runs)"][0]) == 3
+
+
+def test_dense_equivalent_table_and_figure(full_fits) -> None:
+    fits = {"t5": full_fits.fits["sparse"]}
+    table = analysis.dense_equivalent_table(fits)
+    assert list(table.index) == [("T5", s) for s in analysis.PAPER_LEVELS]
+    np.testing.assert_allclose(
+        table["this project"], LAW.dense_equivalent(analysis.PAPER_LEVELS), rtol=0.02
+    )
+    assert table.loc[("T5", 0.5), "paper (Table 1)"] == pytest.approx(1.59, abs=0.005)
+    fig = analysis.dense_equivalent_figure(fits)
+    intervals = [t for t in fig.data if t.mode == "markers"]
+    assert [t.marker.color for t in intervals] == [
+        plotting.sparsity_color(s) for s in analysis.PAPER_LEVELS
+    ]
+
+
+def test_smoke_sized_store_fits_only_what_it_supports() -> None:
+    r = runs(make_table(**SMOKE_LIKE))
+    assert "needs 3 distinct S values, has 2" in analysis.unsupported(r, "sparse")
+    assert "4 runs for 5 parameters" in analysis.unsupported(r, "chinchilla")
+    assert analysis.unsupported(r, "multiplier") is None
+    fits = analysis.fit_laws(r, ["sparse", "multiplier", "chinchilla"])
+    assert list(fits.fits) == ["multiplier"]
+    assert fits.notes["sparse"].startswith("not fitted: needs 3 distinct S")
+    assert "no extrapolation" in fits.notes["multiplier"]  # 4 runs left for 6 parameters
+    table = analysis.comparison_table(fits)
+    assert (
+        table["note"].str.len().gt(0).all() and table.loc["effective-multiplier law", "runs"] == 8
+    )
+    assert "laws fitted: multiplier" in fits.summary()
+
+
+@pytest.mark.parametrize(
+    ("frame", "law", "reason"),
+    [
+        (make_table(levels=(0.5, 0.75)), "chinchilla", "no dense (S = 0) runs"),
+        (make_table(levels=(0.5, 0.75)), "multiplier", "needs dense (S = 0) runs"),
+        (make_table(sizes=(16384,)), "average", "needs 2 distinct N values, has 1"),
+        (make_table(data=(2**20,)), "sparse", "needs 2 distinct D values"),
+    ],
+)
+def test_unsupported_says_what_is_missing(frame, law, reason) -> None:
+    assert reason in analysis.unsupported(runs(frame), law)
+
+
+def test_a_level_only_the_largest_size_has_cannot_be_extrapolated_to() -> None:
+    frame = make_table(levels=(0.0, 0.5))
+    frame = pd.concat([frame, make_table(levels=(0.875,), sizes=(65536,))])
+    fits = analysis.fit_laws(runs(frame), ["multiplier"])
+    assert list(fits.fits) == ["multiplier"] and not fits.extrapolations
+    assert fits.notes["multiplier"].startswith("no extrapolation: S: this law has multipliers")
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+
+FAILED = {
+    "key": "bad",
+    "status": "failed",
+    "family": "t5",
+    "sparsity": 0.5,
+    "wall_time_s": 3600.0,
+    "error": "boom",
+}  # a failed run's row: no provenance
+
+
+def provenance_frames() -> dict[str, pd.DataFrame]:
+    return {
+        "results/t5": pd.concat([make_table(levels=(0.0,)), pd.DataFrame([FAILED])]),
+        "results/vit": pd.DataFrame(),
+    }
+
+
+def test_provenance_table_and_summary_per_store() -> None:
+    frames = provenance_frames()
+    table = analysis.provenance_table(frames["results/t5"])
+    assert len(table) == 10 and table["N"].dtype == "Int64"
+    assert table.loc[table["key"] == "bad", "N"].isna().all()
+    assert table["machine"].iat[0] == "box / cpu / 2 CPUs"
+    assert table["versions"].iat[0] == "jax 0.10.2"
+    summary = analysis.provenance_summary(frames)
+    t5 = summary["results/t5"]
+    assert (t5["runs"], t5["finished"], t5["failed"]) == (10, 9, 1)
+    assert t5["CPU hours"] == "1.03"  # (9 runs x 12.5 s + 3600 s) / 3600, 3 digits
+    assert t5["code versions"] == "0123456789ab-dirty (9)"
+    assert summary.loc["runs", "results/vit"] == 0
+    only_failed = analysis.provenance_table(pd.DataFrame([FAILED]))
+    assert only_failed["code version"].isna().all() and only_failed["machine"].isna().all()
+
+
+def test_wall_time_figure_has_a_panel_per_store_with_runs() -> None:
+    fig = analysis.wall_time_figure(provenance_frames())
+    assert [a.text for a in fig.layout.annotations] == ["results/t5"]
+    assert len(fig.data) == 1 and len(fig.data[0].x) == 9  # the finished dense runs
+    assert fig.data[0].marker.color == plotting.sparsity_color(0.0)
