@@ -259,7 +259,11 @@ def load_params(path: str, like: Any) -> Any:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
     try:
         restored = ocp.StandardCheckpointer().restore(os.path.abspath(path), abstract)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, FileNotFoundError) as e:
         raise ValueError(f"init_from checkpoint {path!r} does not match this model: {e}") from e
+    shapes = [(jnp.shape(a), jnp.shape(b)) for a, b in
+              zip(jax.tree.leaves(restored), jax.tree.leaves(like), strict=True)]
+    if jax.tree.structure(restored) != jax.tree.structure(like) or any(a != b for a, b in shapes):
+        raise ValueError(f"init_from checkpoint {path!r} does not match this model: "
+                         "parameter shapes differ (was it saved at another width or depth?)")
     return jax.tree.map(jnp.asarray, restored)
-
