@@ -1,0 +1,229 @@
+"""Law fits that cope with partial stores (`unsupported`, `fit_laws`, `LawFits`), the tables
+comparing the laws with each other and with the paper, and the scale of the optimal-sparsity
+maps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sparsekit import fitting
+from sparsekit.analysis.runs import FAMILIES, Runs, _is_level
+from sparsekit.costs import dense_cost
+from sparsekit.laws import LAWS, PAPER_T5, PAPER_VIT, Law
+
+PAPER = {"vit": PAPER_VIT, "t5": PAPER_T5}  # the paper's Table 1 fit of each family
+
+# The book's fits: mean Huber loss of log residuals with delta 1e-3 (the paper's T5 setting).
+DELTA = 1e-3
+LOG = True
+HOLD_OUT_WITHIN = 1.25  # extrapolation: hold out every run with N >= max(N) / this
+# The laws compared, by their `sparsekit.laws.LAWS` names: Frantar et al. (2024), Jin et al.
+# (2025), Frantar et al. (2025), and Hoffmann et al. (2022) on the dense runs.
+LAW_LABELS = {
+    "sparse": "sparse law",
+    "average": "average-parameter law",
+    "multiplier": "effective-multiplier law",
+    "chinchilla": "Chinchilla (dense runs)",
+}
+PAPER_LEVELS = (0.5, 0.75, 0.875)  # sparsities of the paper's dense-equivalent figures
+PAPER_SCALE = ((1e6, 1e10), (1e15, 1e26))  # (N non-zeros, C FLOPs) bounds of chapter 1's maps
+
+
+def law_points(runs: Runs, law: str) -> Runs:
+    """The runs a law describes: the dense runs for Chinchilla, all runs otherwise."""
+    return runs.at_sparsity(0.0) if law == "chinchilla" else runs
+
+
+def unsupported(runs: Runs, law: str) -> str | None:
+    """Why `runs` cannot support a fit of `law` (None when they can).
+
+    A fit needs 2 distinct N and D (one exponent each), 3 distinct S for the sparse law
+    (a_S, b_S, c_S), dense runs for the multiplier law, and more points than parameters.
+    """
+    points = law_points(runs, law)
+    if not len(points):
+        return "no dense (S = 0) runs" if law == "chinchilla" else "no runs"
+    problems = []
+    for name, need in {"S": 3 if law == "sparse" else 1, "N": 2, "D": 2}.items():
+        distinct = np.unique(getattr(points, name)).size
+        if distinct < need:
+            problems.append(f"needs {need} distinct {name} values, has {distinct}")
+    if law == "multiplier" and not _is_level(points.S, 0.0).any():
+        problems.append("needs dense (S = 0) runs to anchor eff(0) = 1")
+    n_params = LAWS[law].n_params_for(points.S)
+    if len(points) <= n_params:
+        problems.append(f"{len(points)} runs for {n_params} parameters (needs more runs)")
+    return "; ".join(problems) or None
+
+
+def _arrays(runs: Runs) -> tuple[np.ndarray, ...]:
+    return runs.S, runs.N, runs.D, runs.loss
+
+
+@dataclass(frozen=True, eq=False)
+class LawFits:
+    """Laws fitted to one family's runs; each law (or extrapolation) left out says why."""
+
+    runs: Runs
+    fits: dict[str, fitting.FitResult]  # law -> fit to all the points it describes
+    extrapolations: dict[str, fitting.SizeExtrapolation]  # law -> fit without the largest N
+    notes: dict[str, str]  # law -> what could not be done, and why
+
+    def panels(self, held_out: bool = False) -> dict[str, tuple[Runs, Law]]:
+        """Label -> (runs, law) for `predicted_vs_measured`: every fit on its points, or
+        (held_out) every extrapolation fit on the runs it did not see."""
+        if held_out:
+            return {
+                LAW_LABELS[law]: (law_points(self.runs, law).select(e.held_out), e.fit.law)
+                for law, e in self.extrapolations.items()
+            }
+        return {
+            LAW_LABELS[law]: (law_points(self.runs, law), f.law) for law, f in self.fits.items()
+        }
+
+    def summary(self) -> str:
+        """Which laws were fitted, and for each one left out (or not extrapolated), why."""
+        fitted = ", ".join(self.fits) or "none"
+        lines = [f"{self.runs.label}: {len(self.runs)} runs; laws fitted: {fitted}"]
+        return "\n".join([*lines, *(f"  {law}: {note}" for law, note in self.notes.items())])
+
+
+def fit_laws(
+    runs: Runs,
+    laws: Sequence[str] = tuple(LAW_LABELS),
+    *,
+    bootstrap: int = 0,
+    seed: int = 0,
+    extrapolate: bool = True,
+) -> LawFits:
+    """Fit each law the runs support (log residuals, Huber delta DELTA); with `extrapolate`,
+    also refit it without the largest size N and predict that size.
+
+    bootstrap: refits behind 95% intervals, for the sparse law only (the others would cost
+    minutes each without being shown). Laws the runs cannot support are skipped, with the
+    reason in `notes`.
+    """
+    fits, extrapolations, notes = {}, {}, {}
+    for law in laws:
+        reason = unsupported(runs, law)
+        if reason:
+            notes[law] = f"not fitted: {reason}"
+            continue
+        points = law_points(runs, law)
+        try:
+            with np.errstate(all="ignore"):  # trial points may overflow; the result is checked
+                fit = fitting.fit(
+                    *_arrays(points),
+                    delta=DELTA,
+                    log=LOG,
+                    law=law,
+                    seed=seed,
+                    bootstrap=bootstrap if law == "sparse" else 0,
+                )
+        except ValueError as e:  # a need of the law that `unsupported` does not know
+            notes[law] = f"not fitted: {e}"
+            continue
+        if not np.isfinite(fit.objective):
+            notes[law] = "not fitted: the best fit is degenerate (non-finite predictions)"
+            continue
+        fits[law] = fit
+        if not extrapolate:
+            continue
+        rest = points.select(np.less(points.N, points.N.max() / HOLD_OUT_WITHIN))
+        reason = unsupported(rest, law)
+        if reason:
+            notes[law] = f"no extrapolation (without the largest N: {reason})"
+            continue
+        try:
+            with np.errstate(all="ignore"):
+                extrapolation = fitting.leave_largest_size_out(
+                    *_arrays(points), within=HOLD_OUT_WITHIN, delta=DELTA, log=LOG, law=law
+                )
+        except ValueError as e:  # e.g. a sparsity level only the largest size has
+            notes[law] = f"no extrapolation: {e}"
+            continue
+        if np.all(np.isfinite(extrapolation.predicted)):
+            extrapolations[law] = extrapolation
+        else:
+            notes[law] = "no extrapolation: the fit without the largest N is degenerate"
+    return LawFits(runs, fits, extrapolations, notes)
+
+
+def comparison_table(fits: LawFits) -> pd.DataFrame:
+    """One row per law: points, parameters, objective and RMSE on the points it was fitted to,
+    RMSE on the dense runs (which every law describes), and the errors predicting the
+    largest size from a fit without it. RMSEs in loss units; laws not fitted give the reason."""
+    rows = {}
+    for law, label in LAW_LABELS.items():
+        row: dict[str, Any] = {"note": fits.notes.get(law, "")}
+        if law in fits.fits:
+            f = fits.fits[law]
+            dense = fits.runs.at_sparsity(0.0)
+            row |= {
+                "runs": f.n_points,
+                "parameters": f.law.n_params,
+                "objective": f.objective,
+                "RMSE": f.diagnostics.rmse,
+                "RMSE, dense runs": (
+                    fitting.diagnose(f.law, *_arrays(dense)).rmse if len(dense) else np.nan
+                ),
+            }
+        if law in fits.extrapolations:
+            d = fits.extrapolations[law].diagnostics
+            row |= {
+                "largest N held out: RMSE": d.rmse,
+                "largest N held out: max |error| (%)": 100 * d.max_abs_relative_error,
+            }
+        if law in fits.fits or law in fits.notes:
+            rows[label] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    return table[[c for c in table if c != "note"] + ["note"]] if rows else table
+
+
+def coefficient_table(fit: fitting.FitResult, paper: Law) -> pd.DataFrame:
+    """The fitted coefficients with their 95% bootstrap intervals (when computed) next to the
+    paper's. N in non-zero parameters, D in tokens or images, as in the paper."""
+    table = pd.DataFrame({"this project": fit.law.as_dict(), "paper (Table 1)": paper.as_dict()})
+    for name, (low, high) in fit.intervals.items():
+        if name in table.index:
+            table.loc[name, ["95% low", "95% high"]] = low, high
+    order = ["this project", "95% low", "95% high", "paper (Table 1)"]
+    return table[[c for c in order if c in table]]
+
+
+# --- optimal sparsity and the dense equivalent ------------------------------------------
+
+
+def project_scale(runs: Runs, margin: float = 4.0) -> tuple[tuple[float, float], ...]:
+    """((N low, N high), (C low, C high)) around the runs: N non-zeros and C = 6 N D / (1 - S)
+    FLOPs (the dense cost model), widened by `margin` on each side."""
+    C = 6.0 * runs.N * runs.D * dense_cost(runs.S)
+    return ((runs.N.min() / margin, runs.N.max() * margin), (C.min() / margin, C.max() * margin))
+
+
+def _dense_equivalent_interval(fit: fitting.FitResult, S: float) -> tuple[float, float]:
+    """The bootstrap 95% interval of m(S); NaNs without bootstrap or runs at S."""
+    return fit.intervals.get(f"dense_equivalent[S={S:g}]", (np.nan, np.nan))
+
+
+def dense_equivalent_table(fits: Mapping[str, fitting.FitResult]) -> pd.DataFrame:
+    """m(S) at the paper's sparsities: each family's fit, its 95% bootstrap interval (when
+    computed) and the paper's Table 1 value; indexed by (family, S)."""
+    rows = {}
+    for family, fit in fits.items():
+        for s in PAPER_LEVELS:
+            low, high = _dense_equivalent_interval(fit, s)
+            rows[FAMILIES[family], s] = {
+                "this project": float(fit.law.dense_equivalent(s)),
+                "95% low": low,
+                "95% high": high,
+                "paper (Table 1)": float(PAPER[family].dense_equivalent(s)),
+            }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.names = ["family", "S"]
+    return table

@@ -1,0 +1,203 @@
+"""The runs: results stores read as the finished runs of one model family (`Runs`), the
+coverage and run tables, and training a grid into a store from a notebook."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sparsekit.store import Store, load
+from sparsekit.sweep import load_grid, sweep
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
+FAMILIES = {"vit": "ViT", "t5": "T5"}  # family -> label
+SMOKE_RESULTS = "../_build/smoke-results"  # throwaway smoke stores, relative to notebooks/
+
+
+def _is_level(S: np.ndarray, level: float) -> np.ndarray:
+    """Where the sparsities S equal `level` (up to float noise)."""
+    return np.isclose(S, level, rtol=0.0, atol=1e-9)
+
+
+@dataclass(frozen=True, eq=False)
+class Runs:
+    """The finished runs of one model family: the points a law is fitted to."""
+
+    family: str  # "vit" or "t5"
+    unit: str  # what D counts: "tokens" or "images"
+    source: str  # where the runs were read from (for messages)
+    table: pd.DataFrame  # one row per finished run, the store's columns
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def _array(self, column: str) -> np.ndarray:
+        return pd.to_numeric(self.table[column], errors="coerce").to_numpy(dtype=np.float64)
+
+    @property
+    def S(self) -> np.ndarray:
+        """Target sparsity of each run (fraction of zero weights)."""
+        return self._array("sparsity")
+
+    @property
+    def N(self) -> np.ndarray:
+        """Measured non-zero non-embedding parameters of each run."""
+        return self._array("N")
+
+    @property
+    def D(self) -> np.ndarray:
+        """Training data of each run, in `unit`."""
+        return self._array("D")
+
+    @property
+    def loss(self) -> np.ndarray:
+        """Final validation loss of each run (nats per target byte-token or per image)."""
+        return self._array("loss")
+
+    @property
+    def loss_se(self) -> np.ndarray:
+        """Standard error of each run's validation loss over the held-out set."""
+        return self._array("loss_se")
+
+    @property
+    def size(self) -> np.ndarray:
+        """Nominal non-zero size of each run: the grid's target N (measured N without one)."""
+        target = self._array("N_target") if "N_target" in self.table else np.nan
+        return np.where(np.isfinite(target), target, self.N)
+
+    @property
+    def label(self) -> str:
+        """The family's name in the book, e.g. 'ViT'."""
+        return FAMILIES.get(self.family, self.family)
+
+    def at_sparsity(self, S: float) -> Runs:
+        """The runs at sparsity S."""
+        return self.select(_is_level(self.S, S))
+
+    def select(self, mask: Any) -> Runs:
+        """The runs where the boolean `mask` holds."""
+        return replace(self, table=self.table[np.asarray(mask, bool)].reset_index(drop=True))
+
+
+def runs_from_table(frame: pd.DataFrame, *, source: str, family: str | None = None) -> Runs:
+    """The finished runs (status ok, finite loss) of one family in a store table.
+
+    ValueError naming `source` if there are none, or if the runs mix families (pass
+    `family`) or data units.
+    """
+    if frame.empty:
+        raise ValueError(f"{source} has no runs (run the sweep into it first)")
+    ok = frame[frame["status"] == "ok"]
+    if ok.empty:
+        raise ValueError(f"{source} has no finished runs ({len(frame)} failed)")
+    if family is not None:
+        present = sorted(ok["family"].unique())
+        ok = ok[ok["family"] == family]
+        if ok.empty:
+            raise ValueError(f"{source} has no finished {family} runs (it has {present})")
+    ok = ok[np.isfinite(ok["loss"].astype(float))].reset_index(drop=True)
+    for column, what in (("family", "families"), ("unit", "data units")):
+        values = sorted(ok[column].unique())
+        if len(values) != 1:
+            raise ValueError(f"{source}: its runs mix {what} {values}; pass family=")
+    return Runs(ok["family"].iat[0], ok["unit"].iat[0], source, ok)
+
+
+def load_runs(store: str | Path, *, family: str | None = None) -> Runs:
+    """The finished runs of a results store (ValueError naming the store if there are none)."""
+    return runs_from_table(
+        load(store, allow_empty=True), source=f"results store {store}", family=family
+    )
+
+
+def load_families(stores: Mapping[str, str | Path]) -> tuple[dict[str, Runs], dict[str, str]]:
+    """(family -> runs, family -> why not loaded) for stores given by family."""
+    runs, missing = {}, {}
+    for family, store in stores.items():
+        try:
+            runs[family] = load_runs(store, family=family)
+        except ValueError as e:
+            missing[family] = str(e)
+    return runs, missing
+
+
+def coverage_table(runs: Mapping[str, Runs], missing: Mapping[str, str]) -> pd.DataFrame:
+    """One row per family: the runs found, their distinct S, N and D, and the median
+    standard error of the loss relative to the loss (%); for `missing` families, why."""
+    rows = {}
+    for r in runs.values():
+        rows[r.label] = {
+            "runs": len(r),
+            "S levels": ", ".join(f"{s:g}" for s in np.unique(r.S)),
+            "sizes N": np.unique(r.size).size,
+            "data D": ", ".join(f"{d:.3g}" for d in np.unique(r.D)) + f" {r.unit}",
+            "median SE / loss (%)": 100 * np.nanmedian(r.loss_se / r.loss),
+            "source": r.source,
+        }
+    for family, reason in missing.items():
+        rows[FAMILIES.get(family, family)] = {"runs": 0, "source": reason}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def run_grid(
+    grid: str | Path, store: str | Path, *, reuse: bool = True, workers: int = 1
+) -> pd.DataFrame:
+    """Train the grid's runs that the store lacks (all of them with reuse=False) and reuse
+    the others; the grid's rows (see `sweep.sweep`) with a boolean column `reused`."""
+    before = set(Store(store).keys()) if reuse else set()
+    with warnings.catch_warnings():  # tqdm.auto's, in a kernel without ipywidgets
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        frame = sweep(load_grid(grid), store, reuse=reuse, workers=workers, progress=False)
+    return frame.assign(reused=frame["key"].isin(before))
+
+
+def describe_sweep(frame: pd.DataFrame, store: str | Path) -> str:
+    """One line: how many of the grid's runs were reused, trained now, and failed."""
+    reused = int(frame["reused"].sum())
+    failed = int((frame["status"] != "ok").sum())
+    return (
+        f"{len(frame)} runs in the grid: {reused} reused from {store}, "
+        f"{len(frame) - reused} trained now; {failed} failed"
+    )
+
+
+RUN_COLUMNS = {  # store column -> runs_table column
+    "sparsity": "S",
+    "N_target": "N target",
+    "N": "N",
+    "width": "width",
+    "D": "D",
+    "steps": "steps",
+    "loss": "loss",
+    "loss_se": "loss SE",
+    "wall_time_s": "wall time (s)",
+    "status": "status",
+    "reused": "reused",
+    "key": "key",
+}
+
+
+def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs of a store table, one row each, sorted by S, N and D, readable columns."""
+    columns = [c for c in RUN_COLUMNS if c in frame]
+    table = frame[columns].sort_values([c for c in ("sparsity", "N_target", "D") if c in frame])
+    return (
+        table.rename(columns=RUN_COLUMNS)
+        .reset_index(drop=True)
+        .round({"loss": 4, "loss SE": 4, "wall time (s)": 1})
+    )
+
+
+def styled(table: pd.DataFrame, digits: int = 4) -> Styler:
+    """`table` for display: floats to `digits` significant digits, blanks for missing, all
+    rows shown (a pandas Styler)."""
+    floats = table.select_dtypes("float").columns
+    return table.style.format(f"{{:.{digits}g}}", subset=floats, na_rep="")
