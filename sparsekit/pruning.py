@@ -112,20 +112,24 @@ class Pruner:
         return masklib.unstructured(self.scores(param), s)
 
 
-def _mask_state(state: Any, masks: Any, params: Any) -> Any:
-    """Zero pruned entries in every params-shaped subtree of an optimizer state."""
+def _mask_state(state: Any, masks: Any, params: Any, prunable: Any) -> Any:
+    """Zero pruned entries in every params-shaped subtree of an optimizer state.
+
+    `prunable` (a static bool per leaf) skips leaves that are never pruned."""
     params_def = jax.tree.structure(params)
 
     def params_like(node) -> bool:
         return jax.tree.structure(node) == params_def
 
+    def zero_one(s, m, p, pruned):
+        if pruned and jnp.shape(s) == p.shape:
+            return jnp.where(m, s, jnp.zeros_like(s))
+        return s
+
     def zero(node):
         if not params_like(node):
             return node
-        return jax.tree.map(
-            lambda s, m, p: jnp.where(m, s, jnp.zeros_like(s)) if jnp.shape(s) == p.shape else s,
-            node, masks, params,
-        )
+        return jax.tree.map(zero_one, node, masks, params, prunable)
 
     return jax.tree.map(zero, state, is_leaf=params_like)
 
@@ -181,17 +185,20 @@ def sparsify(
         if params is None:
             raise ValueError("params must be passed to update(): masks are computed from them")
         tree = get_labels(params)
+        prunable = jax.tree.map(pruner.prunable, tree)  # static: never-pruned leaves skip masking
         step = state.count
         current = jax.lax.cond(
             schedule.is_update(step, total_steps),
             lambda: pruner.masks(params, tree, schedule.at(step, total_steps)),
             lambda: state.masks,
         )
-        grads = jax.tree.map(lambda g, m: jnp.where(m, g, jnp.zeros_like(g)), updates, current)
+        grads = jax.tree.map(lambda g, m, k: jnp.where(m, g, jnp.zeros_like(g)) if k else g,
+                             updates, current, prunable)
         new, inner_state = inner.update(grads, state.inner_state, params, masks=current,
                                         **extra_args)
-        new = jax.tree.map(lambda u, m, p: jnp.where(m, u, -p), new, current, params)
-        inner_state = _mask_state(inner_state, current, params)
+        new = jax.tree.map(lambda u, m, p, k: jnp.where(m, u, -p) if k else u,
+                           new, current, params, prunable)
+        inner_state = _mask_state(inner_state, current, params, prunable)
         return new, SparseState(step + 1, current, inner_state)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
