@@ -74,6 +74,24 @@ def _style(i: int) -> tuple[dict, dict]:
     return {"dash": DASHES[i % len(DASHES)]}, {"symbol": SYMBOLS[i % len(SYMBOLS)], "size": 7}
 
 
+def _markers(fig: go.Figure, x, y, s: float, col: int, shown: set, customdata, hovertemplate: str):
+    """One sparsity level's points in its colour, with one legend entry per level."""
+    fig.add_scatter(
+        x=x,
+        y=y,
+        mode="markers",
+        row=1,
+        col=col,
+        name=plotting.sparsity_label(s),
+        legendgroup=str(s),
+        showlegend=s not in shown,
+        customdata=customdata,
+        hovertemplate=hovertemplate,
+        marker={"color": plotting.sparsity_color(s), "size": 8},
+    )
+    shown.add(s)
+
+
 def _loss_lines(
     runs: Runs, x: str, group: np.ndarray, names: Sequence[str], title: str, x_title: str
 ) -> go.Figure:
@@ -180,20 +198,7 @@ def predicted_vs_measured(panels: Mapping[str, tuple[Runs, Law]], title: str) ->
             at = _is_level(runs.S, s)
             level = runs.select(at)
             customdata, hovertemplate = _hover(level.table)
-            fig.add_scatter(
-                x=level.loss,
-                y=predicted[at],
-                mode="markers",
-                row=1,
-                col=col,
-                name=plotting.sparsity_label(s),
-                legendgroup=str(s),
-                showlegend=s not in shown,
-                customdata=customdata,
-                hovertemplate=hovertemplate,
-                marker={"color": plotting.sparsity_color(s), "size": 8},
-            )
-            shown.add(s)
+            _markers(fig, level.loss, predicted[at], s, col, shown, customdata, hovertemplate)
     return fig
 
 
@@ -352,18 +357,6 @@ def wall_time_figure(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
                 level.to_dict("records"),
                 ["key", "family", "sparsity", "N", "D", "width", "machine.host", "code_version"],
             )
-            fig.add_scatter(
-                x=level["flops_dense"],
-                y=level["wall_time_s"],
-                mode="markers",
-                row=1,
-                col=col,
-                name=plotting.sparsity_label(s),
-                legendgroup=str(s),
-                showlegend=s not in shown,
-                customdata=customdata,
-                hovertemplate=hovertemplate,
-                marker={"color": plotting.sparsity_color(s), "size": 8},
-            )
-            shown.add(s)
+            _markers(fig, level["flops_dense"], level["wall_time_s"], s, col, shown, customdata,
+                     hovertemplate)
     return fig
