@@ -91,6 +91,17 @@ class Optim:
             raise ValueError(f"optimizer name must be one of {OPTIMIZERS}, got {self.name!r}")
         if not 0.0 <= self.warmup < 1.0:
             raise ValueError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not self.clip > 0:
+            raise ValueError(f"clip must be > 0 (a global gradient-norm bound), got {self.clip!r}")
+        for name in ("b1", "b2"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if self.decay_to is not None and not 0.0 <= self.decay_to <= 1.0:
+            raise ValueError(f"decay_to must be a fraction of the peak LR in [0, 1], got "
+                             f"{self.decay_to!r}")
 
 
 @dataclass(frozen=True)

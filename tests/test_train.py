@@ -52,6 +52,8 @@ def test_chunking_does_not_change_the_numbers(tiny_result):
         (lambda: Data(amount=0), "data amount D must be a positive integer"),
         (lambda: Model("t5"), "give exactly one of nonzero"),
         (lambda: Optim(name="lion"), "optimizer name must be one of"),
+        (lambda: Optim(lr=-1.0), "lr must be > 0"),
+        (lambda: Optim(b2=1.0), "b2 must be in"),
         (lambda: Sparsity(0.75, pattern="2:4"), "1 - n/m"),
         (lambda: Sparsity(0.5, pattern="3-4"), "pattern"),
     ],
