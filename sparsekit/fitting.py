@@ -106,6 +106,16 @@ class FitResult:
     intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     bootstrap_laws: tuple[Law, ...] = ()  # the refits on resampled data
 
+    @property
+    def at_bounds(self) -> tuple[str, ...]:
+        """Exponents that ended on the search box (EXPONENT_BOUNDS): the data do not pin them
+        down, so their values and the quantities derived from them are not to be read."""
+        values = self.law.as_dict()
+        lo, hi = EXPONENT_BOUNDS
+        return tuple(name for name in type(self.law).exponent_names
+                     if np.isclose(values[name], lo, rtol=1e-6) or np.isclose(values[name], hi,
+                                                                                 rtol=1e-6))
+
 
 def _resolve_law(law: str | type[Law]) -> type[Law]:
     if isinstance(law, type) and issubclass(law, Law):

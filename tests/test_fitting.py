@@ -2,7 +2,7 @@
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,3 +243,12 @@ def test_two_sparsities_warn_about_identifiability():
         warnings.simplefilter("always")
         fit(S, N, D, loss)
     assert any("not all identified" in str(w.message) for w in caught)
+
+
+
+def test_at_bounds_flags_exponents_on_the_search_box():
+    S, N, D, loss = synthetic(PAPER_T5, noise=0.0)
+    good = fit(S, N, D, loss)
+    assert good.at_bounds == ()
+    pinned = replace(good, law=replace(good.law, b_D=10.0, b_S=1e-3))
+    assert pinned.at_bounds == ("b_S", "b_D")

@@ -132,6 +132,9 @@ def fit_laws(
             notes[law] = "not fitted: the best fit is degenerate (non-finite predictions)"
             continue
         fits[law] = fit
+        if fit.at_bounds:
+            notes[law] = (f"{', '.join(fit.at_bounds)} at the search bound: not determined by "
+                          "these runs, read with care")
         if not extrapolate:
             continue
         rest = points.select(np.less(points.N, points.N.max() / HOLD_OUT_WITHIN))
