@@ -95,14 +95,6 @@ class Schedule:
         inside = (step >= start_step) & (step <= end_step)
         return inside & (((step - start_step) % self.every == 0) | (step == end_step))
 
-    def average_density(self, num: int = 4097) -> float:
-        """Mean density 1 - s over the run, by the trapezoid rule on `num` points.
-
-        Used by the average-parameter-count law and the `gradual` cost model.
-        """
-        t = jnp.linspace(0.0, 1.0, num)
-        return float(jnp.trapezoid(1.0 - self.sparsity(t), t))
-
 
 @dataclass(frozen=True)
 class Cubic(Schedule):

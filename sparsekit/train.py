@@ -28,6 +28,7 @@ from sparsekit import provenance, schedules
 from sparsekit.config import RunConfig
 from sparsekit.data import make_source
 from sparsekit.data.source import check_units
+from sparsekit.laws import average_density
 from sparsekit.models import get_family, kinds, width_for
 from sparsekit.models.vit import IMAGE_SIZE, PATCH
 from sparsekit.optim import make_optimizer
@@ -199,7 +200,7 @@ class Trainer:
         examples = trained["steps_done"] * p.batch
         dense = 3 * _flops(self.fam, p.width, src) * examples
         block = 6 * c.dense_block * _block_tokens(self.fam, src) * examples
-        density = self.schedule.average_density()
+        density = average_density(self.schedule)
         return {
             "key": self.cfg.key(),
             "config": self.cfg.to_dict(),
