@@ -37,6 +37,7 @@ def row(S: float, N: int, D: int, *, family: str = "t5", status: str = "ok", **e
         "D": D,
         "unit": "tokens",
         "steps": D // 4096,
+        "batch": 32,
         "loss": loss,
         "loss_se": 1e-3 * loss,
         "wall_time_s": 12.5,
@@ -147,6 +148,26 @@ def test_run_grid_reuses_stored_runs_without_training(tmp_path) -> None:
     assert list(shown["S"]) == [0.0, 0.0, 0.5, 0.5] and "wall time (s)" in shown
 
 
+def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> None:
+    grid, check = Store(tmp_path / "grid"), Store(tmp_path / "lr")
+    for r in make_table(levels=(0.0, 0.5), sizes=(16384, 32768), data=(2**20, 2**21)).to_dict(
+        "records"
+    ):
+        grid.put(r)
+    for lr, loss in ((1e-3, 4.0), (1e-2, 3.0)):
+        check.put({**row(0.0, 16384, 2**20), "key": f"lr{lr}", "config.optim.lr": lr,
+                   "loss": loss})
+    grid_loss = float(LAW.predict(0.0, 16384, 2**20))
+    table = analysis.recipe_table([check.path], grid_store=grid.path)
+    assert len(table) == 1  # only the point the check ran; the grid's 7 others are left out
+    assert table.loc[0, "LR 0.001, batch 32"] == 4.0
+    assert table.loc[0, "LR 0.01, batch 32"] == 3.0
+    assert table.loc[0, "LR 0.003, batch 32"] == pytest.approx(grid_loss)
+    assert list(table.columns[:4]) == ["S", "N target", "width", "D"]
+    with pytest.raises(ValueError, match="has no runs"):
+        analysis.recipe_table([tmp_path / "empty"])
+
+
 # --- notebook parameters ------------------------------------------------------------------
 
 
@@ -162,6 +183,8 @@ def test_run_grid_reuses_stored_runs_without_training(tmp_path) -> None:
         (analysis.check_choices, ("costs", ["dense", "dense"], ["dense"])),
         (analysis.check_store, ("store", 3)),
         (analysis.check_grid, ("grid", "no/such.yaml", "vit")),
+        (analysis.check_stores, ("checks", "../results/vit-lr")),  # a string, not a list
+        (analysis.check_stores, ("checks", ["no/such/store"])),
     ],
 )
 def test_parameter_checks_name_the_parameter(check, args) -> None:
@@ -185,6 +208,7 @@ BAD_NOTEBOOK_PARAMETERS = [
     ("02_vit_sweep.ipynb", "grid", "../sweeps/t5.yaml"),  # a grid of the other family
     ("03_t5_sweep.ipynb", "family", "bert"),
     ("03_t5_sweep.ipynb", "reuse", "yes"),
+    ("03_t5_sweep.ipynb", "checks", ["../results/none"]),
     ("04_fit_own_law.ipynb", "bootstrap", -1),
     ("04_fit_own_law.ipynb", "vit_store", 3),
     ("05_optimal_sparsity.ipynb", "costs", ["dense", "free"]),

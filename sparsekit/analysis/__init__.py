@@ -22,6 +22,7 @@ from sparsekit.analysis.checks import (
     check_grid,
     check_int,
     check_store,
+    check_stores,
 )
 from sparsekit.analysis.figures import (
     DASHES,
@@ -66,6 +67,7 @@ from sparsekit.analysis.runs import (
     describe_sweep,
     load_families,
     load_runs,
+    recipe_table,
     run_grid,
     runs_from_table,
     runs_table,
@@ -97,6 +99,7 @@ __all__ = [
     "check_grid",
     "check_int",
     "check_store",
+    "check_stores",
     "coefficient_table",
     "comparison_table",
     "count",
@@ -116,6 +119,7 @@ __all__ = [
     "project_scale",
     "provenance_summary",
     "provenance_table",
+    "recipe_table",
     "run_grid",
     "runs_from_table",
     "runs_table",

@@ -47,6 +47,18 @@ def check_store(name: str, value: Any) -> None:
         )
 
 
+def check_stores(name: str, values: Any) -> None:
+    """ValueError naming `name` unless `values` is a list (maybe empty) of existing results
+    store directories."""
+    if not isinstance(values, list | tuple) or not all(
+        isinstance(v, str) and Path(v).is_dir() for v in values
+    ):
+        raise ValueError(
+            f"{name} must be a list of existing results store directories (relative to "
+            f"notebooks/), got {values!r}"
+        )
+
+
 def check_grid(name: str, value: Any, family: str) -> None:
     """ValueError naming `name` unless `value` is a grid YAML file of `family` runs."""
     if not isinstance(value, str) or not Path(value).is_file():

@@ -4,7 +4,7 @@ coverage and run tables, and training a grid into a store from a notebook."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,6 +194,39 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
         .reset_index(drop=True)
         .round({"loss": 4, "loss SE": 4, "wall time (s)": 1})
     )
+
+
+RECIPE_COLUMNS = {  # store column -> recipe_table column
+    "config.optim.lr": "peak LR",
+    "batch": "batch",
+    "sparsity": "S",
+    "N_target": "N target",
+    "width": "width",
+    "D": "D",
+    "loss": "loss",
+    "loss_se": "loss SE",
+}
+
+
+def recipe_table(checks: Sequence[str | Path], grid_store: str | Path | None = None) -> pd.DataFrame:
+    """The finished runs of recipe-check stores (e.g. a learning-rate or batch-size check)
+    side by side, with the grid store's runs at the same points: one row per (S, N target,
+    width, D), one final-validation-loss column per (peak LR, batch); steps = D / batch.
+
+    ValueError naming the store if a check store has no finished runs.
+    """
+    frames = [load_runs(store).table for store in checks]
+    points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
+    if grid_store is not None:
+        frames.append(load_runs(grid_store).table.merge(points))
+    table = pd.concat(frames, ignore_index=True)[list(RECIPE_COLUMNS)].rename(
+        columns=RECIPE_COLUMNS
+    )
+    wide = table.pivot_table(
+        index=["S", "N target", "width", "D"], columns=["peak LR", "batch"], values="loss"
+    )
+    wide.columns = [f"LR {lr:g}, batch {b}" for lr, b in wide.columns]
+    return wide.reset_index()
 
 
 def styled(table: pd.DataFrame, digits: int = 4) -> Styler:
