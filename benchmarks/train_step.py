@@ -57,7 +57,8 @@ def main() -> None:
     params = nnx.to_pure_dict(state)
     loss = pure_loss(graphdef, treedef, fam.loss_fn)
     total = 20 * CHUNK
-    inner = make_optimizer(Optim(lr=1e-3, decay_to=0.0, b2=0.99, weight_decay=0.1), total, labels)
+    inner = make_optimizer(Optim(lr=1e-3, decay_to=0.0, b2=0.99, weight_decay=0.1), total, labels,
+                           args.width)
     # Start inside the pruning window (step 250 of 1000) so mask updates happen while timed.
     masked = sparsify(inner, schedule=Cubic(0.5, every=args.every), total_steps=total,
                       labels=labels)

@@ -96,12 +96,13 @@ def learning_rate(peak: float, total_steps: int, *, warmup: float, decay_to: flo
     )
 
 
-def make_optimizer(cfg, total_steps: int, labels: Any) -> optax.GradientTransformation:
-    """The inner optimizer for a run (`config.Optim`): global-norm clip, then the optimizer.
+def make_optimizer(cfg, total_steps: int, labels: Any, width: int) -> optax.GradientTransformation:
+    """The inner optimizer for a run (`config.Optim`) of a model of this width: global-norm
+    clip, then the optimizer, at peak LR `cfg.peak_lr(width)`.
 
     Weight decay applies to "block" and "embed" matrices only, never to norms and biases.
     """
-    lr = learning_rate(cfg.lr, total_steps, warmup=cfg.warmup, decay_to=cfg.decay_to)
+    lr = learning_rate(cfg.peak_lr(width), total_steps, warmup=cfg.warmup, decay_to=cfg.decay_to)
     if cfg.name == "adamw":
         decay_mask = jax.tree.map(lambda k: k != "dense", labels)
         opt = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay,

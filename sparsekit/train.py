@@ -140,7 +140,7 @@ class Trainer:
         sp = cfg.sparsity
         self.schedule = schedules.make(sp.schedule, target=sp.target, start=sp.start,
                                        end=sp.end, every=sp.every)
-        inner = make_optimizer(cfg.optim, self.plan.steps, self.labels)
+        inner = make_optimizer(cfg.optim, self.plan.steps, self.labels, self.plan.width)
         self.opt = sparsify(inner, schedule=self.schedule, total_steps=self.plan.steps,
                             labels=self.labels, pattern=sp.pattern, embed_rule=sp.embed_rule)
         self.opt_state = self.opt.init(self.params)
@@ -222,6 +222,7 @@ class Trainer:
             "unit": src.unit,
             "steps": trained["steps_done"],
             "batch": p.batch,
+            "peak_lr": self.cfg.optim.peak_lr(p.width),  # after the width scaling
             "flops_dense": float(dense),  # training FLOPs of the dense-width model
             "flops_sparse": float(dense - block * (1.0 - density)),  # charging only non-zeros
             "avg_density": density,

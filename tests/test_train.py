@@ -29,6 +29,7 @@ def test_result_fields_and_census(tiny_result):
     assert len(r["curve"]) == 2 and r["curve"][-1][0] == 8
     assert r["flops_sparse"] < r["flops_dense"]
     assert r["key"] == TINY.key() and r["config"] == TINY.to_dict()
+    assert r["peak_lr"] == pytest.approx(1e-2 * 48 / width)  # the T5 recipe, width-scaled
     assert {"code_version", "versions", "machine", "finished_at"} <= set(r)
 
 
@@ -54,6 +55,7 @@ def test_chunking_does_not_change_the_numbers(tiny_result):
         (lambda: Optim(name="lion"), "optimizer name must be one of"),
         (lambda: Optim(lr=-1.0), "lr must be > 0"),
         (lambda: Optim(b2=1.0), "b2 must be in"),
+        (lambda: Optim(lr_width=-8), "lr_width must be an integer width >= 0"),
         (lambda: Sparsity(0.75, pattern="2:4"), "1 - n/m"),
         (lambda: Sparsity(0.5, pattern="3-4"), "pattern"),
     ],
@@ -61,6 +63,15 @@ def test_chunking_does_not_change_the_numbers(tiny_result):
 def test_bad_configs_fail_at_config_time(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_peak_lr_scales_as_one_over_width_unless_turned_off():
+    scaled = Optim(lr=1e-2, lr_width=48)
+    assert scaled.peak_lr(48) == 1e-2
+    assert scaled.peak_lr(96) == pytest.approx(5e-3) and scaled.peak_lr(16) == pytest.approx(3e-2)
+    assert Optim(lr=1e-2, lr_width=0).peak_lr(96) == 1e-2
+    recipe = RunConfig(model=Model("vit", width=112), data=Data(amount=640)).optim
+    assert recipe.peak_lr(112) == pytest.approx(recipe.lr / 2)  # ViT recipe: lr at width 56
 
 
 def test_data_below_one_step_is_refused():

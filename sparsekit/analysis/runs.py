@@ -196,22 +196,18 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-RECIPE_COLUMNS = {  # store column -> recipe_table column
-    "config.optim.lr": "peak LR",
-    "batch": "batch",
-    "sparsity": "S",
-    "N_target": "N target",
-    "width": "width",
-    "D": "D",
-    "loss": "loss",
-    "loss_se": "loss SE",
-}
+def _recipe(row: pd.Series) -> str:
+    """A run's optimizer recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32'."""
+    lr, lr_width = row["config.optim.lr"], row.get("config.optim.lr_width")
+    scaled = f" x {int(lr_width)}/width" if pd.notna(lr_width) and lr_width else ""
+    return f"LR {lr:g}{scaled}, batch {int(row['batch'])}"
 
 
 def recipe_table(checks: Sequence[str | Path], grid_store: str | Path | None = None) -> pd.DataFrame:
     """The finished runs of recipe-check stores (e.g. a learning-rate or batch-size check)
     side by side, with the grid store's runs at the same points: one row per (S, N target,
-    width, D), one final-validation-loss column per (peak LR, batch); steps = D / batch.
+    width, D), one final-validation-loss column per recipe (peak LR, its width scaling if
+    any, batch); steps = D / batch.
 
     ValueError naming the store if a check store has no finished runs.
     """
@@ -219,14 +215,14 @@ def recipe_table(checks: Sequence[str | Path], grid_store: str | Path | None = N
     points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
     if grid_store is not None:
         frames.append(load_runs(grid_store).table.merge(points))
-    table = pd.concat(frames, ignore_index=True)[list(RECIPE_COLUMNS)].rename(
-        columns=RECIPE_COLUMNS
+    table = pd.concat(frames, ignore_index=True)
+    table = table.assign(recipe=table.apply(_recipe, axis=1)).rename(
+        columns={"sparsity": "S", "N_target": "N target"}
     )
     wide = table.pivot_table(
-        index=["S", "N target", "width", "D"], columns=["peak LR", "batch"], values="loss"
+        index=["S", "N target", "width", "D"], columns="recipe", values="loss"
     )
-    wide.columns = [f"LR {lr:g}, batch {b}" for lr, b in wide.columns]
-    return wide.reset_index()
+    return wide.rename_axis(columns=None).reset_index()
 
 
 def styled(table: pd.DataFrame, digits: int = 4) -> Styler:
