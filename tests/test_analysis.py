@@ -148,6 +148,27 @@ def test_run_grid_reuses_stored_runs_without_training(tmp_path) -> None:
     assert list(shown["S"]) == [0.0, 0.0, 0.5, 0.5] and "wall time (s)" in shown
 
 
+def test_run_grid_without_training_shows_only_the_stored_runs(tmp_path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(
+        "name: tiny\nbase: {model: {family: t5}, data: {amount: 8192, batch: 8}}\n"
+        "axes: {sparsity.target: [0.0, 0.5], model.nonzero: [4000, 16000]}\n"
+    )
+    store = Store(tmp_path / "store")
+    empty = analysis.run_grid(grid, store.path, train_missing=False)
+    assert analysis.describe_sweep(empty, "s").endswith("; 4 not in the store and not trained")
+    configs = load_grid(grid).configs()
+    for cfg in configs[:3]:
+        store.put({**row(cfg.sparsity.target, cfg.model.nonzero, 8192), "key": cfg.key()})
+    store.put({**row(0.9, 4000, 8192), "key": "not-of-this-grid"})
+    frame = analysis.run_grid(grid, store.path, train_missing=False)
+    assert list(frame["key"]) == [c.key() for c in configs[:3]] and frame["reused"].all()
+    assert analysis.describe_sweep(frame, "s") == (
+        "4 runs in the grid: 3 reused from s, 0 trained now; 0 failed; "
+        "1 not in the store and not trained"
+    )
+
+
 def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> None:
     grid, check = Store(tmp_path / "grid"), Store(tmp_path / "lr")
     for r in make_table(levels=(0.0, 0.5), sizes=(16384, 32768), data=(2**20, 2**21)).to_dict(
@@ -208,6 +229,7 @@ BAD_NOTEBOOK_PARAMETERS = [
     ("02_vit_sweep.ipynb", "grid", "../sweeps/t5.yaml"),  # a grid of the other family
     ("03_t5_sweep.ipynb", "family", "bert"),
     ("03_t5_sweep.ipynb", "reuse", "yes"),
+    ("03_t5_sweep.ipynb", "train_missing", 0),
     ("03_t5_sweep.ipynb", "checks", ["../results/none"]),
     ("04_fit_own_law.ipynb", "bootstrap", -1),
     ("04_fit_own_law.ipynb", "vit_store", 3),

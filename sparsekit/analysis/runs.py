@@ -148,10 +148,27 @@ def coverage_table(runs: Mapping[str, Runs], missing: Mapping[str, str]) -> pd.D
 
 
 def run_grid(
-    grid: str | Path, store: str | Path, *, reuse: bool = True, workers: int = 1
+    grid: str | Path,
+    store: str | Path,
+    *,
+    reuse: bool = True,
+    workers: int = 1,
+    train_missing: bool = True,
 ) -> pd.DataFrame:
     """Train the grid's runs that the store lacks (all of them with reuse=False) and reuse
-    the others; the grid's rows (see `sweep.sweep`) with a boolean column `reused`."""
+    the others; the grid's rows (see `sweep.sweep`) with a boolean column `reused`.
+
+    train_missing=False trains nothing: the grid's runs already stored, without the lock (so
+    a sweep may be writing the store meanwhile); `attrs["missing"]` counts the others.
+    """
+    if not train_missing:
+        keys = [cfg.key() for cfg in load_grid(grid).configs()]
+        frame = load(store, allow_empty=True)
+        if not frame.empty:  # the grid's stored runs, in grid order
+            frame = pd.DataFrame({"key": keys}).merge(frame, on="key")
+        frame = frame.assign(reused=True)
+        frame.attrs["missing"] = len(keys) - len(frame)
+        return frame
     before = set(Store(store).keys()) if reuse else set()
     with warnings.catch_warnings():  # tqdm.auto's, in a kernel without ipywidgets
         warnings.filterwarnings("ignore", message="IProgress not found")
@@ -160,13 +177,17 @@ def run_grid(
 
 
 def describe_sweep(frame: pd.DataFrame, store: str | Path) -> str:
-    """One line: how many of the grid's runs were reused, trained now, and failed."""
+    """One line: how many of the grid's runs were reused, trained now, failed and (when
+    training was off) left untrained."""
     reused = int(frame["reused"].sum())
-    failed = int((frame["status"] != "ok").sum())
-    return (
-        f"{len(frame)} runs in the grid: {reused} reused from {store}, "
+    failed = int((frame["status"] != "ok").sum()) if len(frame) else 0
+    missing = frame.attrs.get("missing", 0)
+    total = len(frame) + missing
+    line = (
+        f"{total} runs in the grid: {reused} reused from {store}, "
         f"{len(frame) - reused} trained now; {failed} failed"
     )
+    return line + (f"; {missing} not in the store and not trained" if missing else "")
 
 
 RUN_COLUMNS = {  # store column -> runs_table column
