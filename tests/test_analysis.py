@@ -178,12 +178,15 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
     for lr, loss in ((1e-3, 4.0), (1e-2, 3.0)):
         check.put({**row(0.0, 16384, 2**20), "key": f"lr{lr}", "config.optim.lr": lr,
                    "loss": loss})
+    check.put({**row(0.0, 16384, 2**20), "key": "seed", "config.seed": 2, "loss": 3.5,
+               "config.optim.lr_width": 48})
     grid_loss = float(LAW.predict(0.0, 16384, 2**20))
     table = analysis.recipe_table([check.path], grid_store=grid.path)
     assert len(table) == 1  # only the point the check ran; the grid's 7 others are left out
     assert table.loc[0, "LR 0.001, batch 32"] == 4.0
     assert table.loc[0, "LR 0.01, batch 32"] == 3.0
     assert table.loc[0, "LR 0.003, batch 32"] == pytest.approx(grid_loss)
+    assert table.loc[0, "LR 0.003 x 48/width, batch 32, seed 2"] == 3.5
     assert list(table.columns[:4]) == ["S", "N target", "width", "D"]
     with pytest.raises(ValueError, match="has no runs"):
         analysis.recipe_table([tmp_path / "empty"])

@@ -218,17 +218,20 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _recipe(row: pd.Series) -> str:
-    """A run's optimizer recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32'."""
+    """A run's recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32', with ', seed K'
+    when its init seed is not 0."""
     lr, lr_width = row["config.optim.lr"], row.get("config.optim.lr_width")
     scaled = f" x {int(lr_width)}/width" if pd.notna(lr_width) and lr_width else ""
-    return f"LR {lr:g}{scaled}, batch {int(row['batch'])}"
+    seed = row.get("config.seed", 0)
+    seeded = f", seed {int(seed)}" if pd.notna(seed) and seed else ""
+    return f"LR {lr:g}{scaled}, batch {int(row['batch'])}{seeded}"
 
 
 def recipe_table(checks: Sequence[str | Path], grid_store: str | Path | None = None) -> pd.DataFrame:
-    """The finished runs of recipe-check stores (e.g. a learning-rate or batch-size check)
-    side by side, with the grid store's runs at the same points: one row per (S, N target,
-    width, D), one final-validation-loss column per recipe (peak LR, its width scaling if
-    any, batch); steps = D / batch.
+    """The finished runs of recipe-check stores (e.g. a learning-rate, batch-size or seed
+    check) side by side, with the grid store's runs at the same points: one row per (S, N
+    target, width, D), one final-validation-loss column per recipe (peak LR, its width
+    scaling if any, batch, seed if not 0); steps = D / batch.
 
     ValueError naming the store if a check store has no finished runs.
     """
