@@ -70,8 +70,10 @@ def test_peak_lr_scales_as_one_over_width_unless_turned_off():
     assert scaled.peak_lr(48) == 1e-2
     assert scaled.peak_lr(96) == pytest.approx(5e-3) and scaled.peak_lr(16) == pytest.approx(3e-2)
     assert Optim(lr=1e-2, lr_width=0).peak_lr(96) == 1e-2
-    recipe = RunConfig(model=Model("vit", width=112), data=Data(amount=640)).optim
-    assert recipe.peak_lr(112) == pytest.approx(recipe.lr / 2)  # ViT recipe: lr at width 56
+    t5 = RunConfig(model=Model("t5", width=96), data=Data(amount=4096)).optim
+    assert t5.peak_lr(96) == pytest.approx(t5.lr / 2)  # the T5 recipe: lr at width 48
+    vit = RunConfig(model=Model("vit", width=96), data=Data(amount=640)).optim
+    assert vit.peak_lr(96) == vit.lr  # the ViT recipe: one peak LR at every width
 
 
 def test_data_below_one_step_is_refused():
