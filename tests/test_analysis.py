@@ -123,12 +123,18 @@ def test_load_runs_from_a_store_and_an_empty_one(tmp_path) -> None:
     assert coverage.loc["ViT", "runs"] == 0 and "has no runs" in coverage.loc["ViT", "source"]
 
 
-def test_run_grid_reuses_stored_runs_without_training(tmp_path) -> None:
+def tiny_grid(tmp_path: Path) -> Path:
+    """A 4-run T5 grid file (S 0 and 0.5 x N 4000 and 16000, 8,192 tokens)."""
     grid = tmp_path / "grid.yaml"
     grid.write_text(
         "name: tiny\nbase: {model: {family: t5}, data: {amount: 8192, batch: 8}}\n"
         "axes: {sparsity.target: [0.0, 0.5], model.nonzero: [4000, 16000]}\n"
     )
+    return grid
+
+
+def test_run_grid_reuses_stored_runs_without_training(tmp_path) -> None:
+    grid = tiny_grid(tmp_path)
     store = Store(tmp_path / "store")
     for cfg in load_grid(grid).configs():
         store.put(
@@ -149,11 +155,7 @@ def test_run_grid_reuses_stored_runs_without_training(tmp_path) -> None:
 
 
 def test_run_grid_without_training_shows_only_the_stored_runs(tmp_path) -> None:
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(
-        "name: tiny\nbase: {model: {family: t5}, data: {amount: 8192, batch: 8}}\n"
-        "axes: {sparsity.target: [0.0, 0.5], model.nonzero: [4000, 16000]}\n"
-    )
+    grid = tiny_grid(tmp_path)
     store = Store(tmp_path / "store")
     empty = analysis.run_grid(grid, store.path, train_missing=False)
     assert analysis.describe_sweep(empty, "s").endswith("; 4 not in the store and not trained")
