@@ -183,7 +183,7 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
     check.put({**row(0.0, 16384, 2**20), "key": "seed", "config.seed": 2, "loss": 3.5,
                "config.optim.lr_width": 48})
     grid_loss = float(LAW.predict(0.0, 16384, 2**20))
-    table = analysis.recipe_table([check.path], grid_store=grid.path)
+    table = analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
     assert len(table) == 1  # only the point the check ran; the grid's 7 others are left out
     assert table.loc[0, "LR 0.001, batch 32"] == 4.0
     assert table.loc[0, "LR 0.01, batch 32"] == 3.0

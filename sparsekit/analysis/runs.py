@@ -227,18 +227,18 @@ def _recipe(row: pd.Series) -> str:
     return f"LR {lr:g}{scaled}, batch {int(row['batch'])}{seeded}"
 
 
-def recipe_table(checks: Sequence[str | Path], grid_store: str | Path | None = None) -> pd.DataFrame:
+def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
     """The finished runs of recipe-check stores (e.g. a learning-rate, batch-size or seed
-    check) side by side, with the grid store's runs at the same points: one row per (S, N
-    target, width, D), one final-validation-loss column per recipe (peak LR, its width
-    scaling if any, batch, seed if not 0); steps = D / batch.
+    check) side by side, with the grid's runs (as the chapter already holds them) at the same
+    points: one row per (S, N target, width, D), one final-validation-loss column per recipe
+    (peak LR, its width scaling if any, batch, seed if not 0); steps = D / batch.
 
     ValueError naming the store if a check store has no finished runs.
     """
     frames = [load_runs(store).table for store in checks]
     points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
-    if grid_store is not None:
-        frames.append(load_runs(grid_store).table.merge(points))
+    if grid is not None:
+        frames.append(grid.table.merge(points))
     table = pd.concat(frames, ignore_index=True)
     table = table.assign(recipe=table.apply(_recipe, axis=1)).rename(
         columns={"sparsity": "S", "N_target": "N target"}
