@@ -182,13 +182,25 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
                    "loss": loss})
     check.put({**row(0.0, 16384, 2**20), "key": "seed", "config.seed": 2, "loss": 3.5,
                "config.optim.lr_width": 48})
+    check.put({**row(0.0, 16384, 2**20), "key": "data", "config.data.seed": 1, "loss": 3.25})
     grid_loss = float(LAW.predict(0.0, 16384, 2**20))
+    # the grid's own run, kept again under another key (a field added later): shown once
+    check.put({**row(0.0, 16384, 2**20), "key": "again", "loss": grid_loss})
     table = analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
     assert len(table) == 1  # only the point the check ran; the grid's 7 others are left out
     assert table.loc[0, "LR 0.001, batch 32"] == 4.0
     assert table.loc[0, "LR 0.01, batch 32"] == 3.0
     assert table.loc[0, "LR 0.003, batch 32"] == pytest.approx(grid_loss)
     assert table.loc[0, "LR 0.003 x 48/width, batch 32, seed 2"] == 3.5
+    assert table.loc[0, "LR 0.003, batch 32, data seed 1"] == 3.25
+    task = Store(tmp_path / "task")
+    task.put({**row(0.0, 16384, 2**20), "key": "c16", "config.data.options.num_classes": 16,
+              "loss": 1.5})
+    check.put({**row(0.0, 16384, 2**20), "key": "c64", "config.data.options.num_classes": 64,
+               "config.optim.lr": 0.02, "loss": 2.5})
+    mixed = analysis.recipe_table([check.path, task.path])
+    assert mixed.loc[0, "LR 0.003, batch 32, 16 classes"] == 1.5
+    assert mixed.loc[0, "LR 0.02, batch 32, 64 classes"] == 2.5
     assert list(table.columns[:4]) == ["S", "N target", "width", "D"]
     with pytest.raises(ValueError, match="has no runs"):
         analysis.recipe_table([tmp_path / "empty"])

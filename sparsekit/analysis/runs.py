@@ -217,21 +217,34 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _recipe(row: pd.Series) -> str:
+def _recipe(row: pd.Series, classes: bool) -> str:
     """A run's recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32', with ', seed K'
-    when its init seed is not 0."""
+    when its init seed is not 0, ', data seed K' when its data seed differs from the init seed,
+    and ', C classes' when `classes` (the table mixes class counts)."""
     lr, lr_width = row["config.optim.lr"], row.get("config.optim.lr_width")
-    scaled = f" x {int(lr_width)}/width" if pd.notna(lr_width) and lr_width else ""
+    label = f"LR {lr:g}"
+    if pd.notna(lr_width) and lr_width:
+        label += f" x {int(lr_width)}/width"
+    label += f", batch {int(row['batch'])}"
     seed = row.get("config.seed", 0)
-    seeded = f", seed {int(seed)}" if pd.notna(seed) and seed else ""
-    return f"LR {lr:g}{scaled}, batch {int(row['batch'])}{seeded}"
+    seed = int(seed) if pd.notna(seed) else 0
+    if seed:
+        label += f", seed {seed}"
+    data_seed = row.get("config.data.seed", seed)
+    if pd.notna(data_seed) and int(data_seed) != seed:
+        label += f", data seed {int(data_seed)}"
+    count = row.get("config.data.options.num_classes")
+    if classes and pd.notna(count):
+        label += f", {int(count)} classes"
+    return label
 
 
 def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
-    """The finished runs of recipe-check stores (e.g. a learning-rate, batch-size or seed
-    check) side by side, with the grid's runs (as the chapter already holds them) at the same
-    points: one row per (S, N target, width, D), one final-validation-loss column per recipe
-    (peak LR, its width scaling if any, batch, seed if not 0); steps = D / batch.
+    """The finished runs of recipe-check stores (e.g. a learning-rate, batch-size, seed or
+    task check) side by side, with the grid's runs (as the chapter already holds them) at the
+    same points: one row per (S, N target, width, D), one final-validation-loss column per
+    recipe (peak LR, its width scaling if any, batch, seeds if not 0, class count if the
+    runs differ in it); steps = D / batch. A run kept in several stores is shown once.
 
     ValueError naming the store if a check store has no finished runs.
     """
@@ -240,12 +253,16 @@ def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.D
     if grid is not None:
         frames.append(grid.table.merge(points))
     table = pd.concat(frames, ignore_index=True)
-    table = table.assign(recipe=table.apply(_recipe, axis=1)).rename(
+    classes = table.get("config.data.options.num_classes", pd.Series(dtype=float))
+    mixed = classes.nunique() > 1
+    table = table.assign(recipe=table.apply(_recipe, axis=1, classes=mixed)).rename(
         columns={"sparsity": "S", "N_target": "N target"}
     )
-    wide = table.pivot_table(
-        index=["S", "N target", "width", "D"], columns="recipe", values="loss"
-    )
+    index = ["S", "N target", "width", "D"]
+    # A run kept in two stores (its config key may differ only by a field added later) is
+    # one entry; two different runs under one label would be a labelling gap, so pivot raises.
+    table = table.drop_duplicates([*index, "recipe", "loss"])
+    wide = table.pivot(index=index, columns="recipe", values="loss")
     return wide.rename_axis(columns=None).reset_index()
 
 
