@@ -206,6 +206,30 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
         analysis.recipe_table([tmp_path / "empty"])
 
 
+def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> None:
+    grid, check = Store(tmp_path / "grid"), Store(tmp_path / "seeds")
+    grid.put({**row(0.0, 16384, 2**20), "loss": 3.0})
+    grid.put({**row(0.5, 16384, 2**20), "loss": 2.0})
+    for seed, data_seed, loss in ((1, 1, 3.2), (2, 2, 2.8), (0, 1, 3.6)):
+        check.put({**row(0.0, 16384, 2**20), "key": f"s{seed}{data_seed}", "loss": loss,
+                   "config.seed": seed, "config.data.seed": data_seed})
+    check.put({**row(0.0, 16384, 2**20), "key": "lr", "config.optim.lr": 0.01, "loss": 9.0})
+    check.put({**row(0.0, 16384, 2**20), "key": "lr1", "config.optim.lr": 0.01, "loss": 8.0,
+               "config.seed": 1})
+    check.put({**row(0.0, 16384, 2**20), "key": "copy", "loss": 3.0})  # the grid's run again
+    spread = analysis.seed_spread([check.path], grid=analysis.load_runs(grid.path))
+    assert list(spread["recipe"]) == ["LR 0.003, batch 32", "LR 0.01, batch 32"]
+    ours, other = spread.iloc[0], spread.iloc[1]
+    assert ours["runs"] == 4 and ours["mean"] == pytest.approx(3.15)
+    assert ours["SD"] == pytest.approx(np.std([3.0, 3.2, 2.8, 3.6], ddof=1))
+    assert ours["range"] == pytest.approx(0.8) and ours["grid recipe"]
+    assert other["runs"] == 2 and other["SD"] == pytest.approx(np.sqrt(0.5))
+    assert not other["grid recipe"]
+    pooled = analysis.pooled_sd(spread)
+    assert pooled == pytest.approx(np.sqrt((3 * ours["SD"] ** 2 + 0.5) / 4))
+    assert np.isnan(analysis.pooled_sd(spread.iloc[:0]))
+
+
 # --- notebook parameters ------------------------------------------------------------------
 
 

@@ -67,10 +67,12 @@ from sparsekit.analysis.runs import (
     describe_sweep,
     load_families,
     load_runs,
+    pooled_sd,
     recipe_table,
     run_grid,
     runs_from_table,
     runs_table,
+    seed_spread,
     styled,
 )
 
@@ -115,6 +117,7 @@ __all__ = [
     "loss_title",
     "loss_vs_data",
     "loss_vs_size",
+    "pooled_sd",
     "predicted_vs_measured",
     "project_scale",
     "provenance_summary",
@@ -123,6 +126,7 @@ __all__ = [
     "run_grid",
     "runs_from_table",
     "runs_table",
+    "seed_spread",
     "sopt_map",
     "styled",
     "unsupported",

@@ -217,10 +217,10 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _recipe(row: pd.Series, classes: bool) -> str:
+def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
     """A run's recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32', with ', seed K'
-    when its init seed is not 0, ', data seed K' when its data seed differs from the init seed,
-    and ', C classes' when `classes` (the table mixes class counts)."""
+    when its init seed is not 0 and ', data seed K' when its data seed differs from the init
+    seed (both only if `seeds`), and ', C classes' when `classes` (the runs mix class counts)."""
     lr, lr_width = row["config.optim.lr"], row.get("config.optim.lr_width")
     label = f"LR {lr:g}"
     if pd.notna(lr_width) and lr_width:
@@ -228,15 +228,31 @@ def _recipe(row: pd.Series, classes: bool) -> str:
     label += f", batch {int(row['batch'])}"
     seed = row.get("config.seed", 0)
     seed = int(seed) if pd.notna(seed) else 0
-    if seed:
+    if seeds and seed:
         label += f", seed {seed}"
     data_seed = row.get("config.data.seed", seed)
-    if pd.notna(data_seed) and int(data_seed) != seed:
+    if seeds and pd.notna(data_seed) and int(data_seed) != seed:
         label += f", data seed {int(data_seed)}"
     count = row.get("config.data.options.num_classes")
     if classes and pd.notna(count):
         label += f", {int(count)} classes"
     return label
+
+
+_POINT = ["S", "N target", "width", "D"]  # the columns that name a grid point in these tables
+
+
+def _labelled(frames: Sequence[pd.DataFrame], *, seeds: bool) -> pd.DataFrame:
+    """Store tables stacked, with a `recipe` label (class counts named if they differ), the
+    point columns renamed, and a run kept in several stores (its config key may differ only by
+    a field added later) once."""
+    table = pd.concat(frames, ignore_index=True)
+    classes = table.get("config.data.options.num_classes", pd.Series(dtype=float))
+    table = table.assign(
+        recipe=table.apply(_recipe, axis=1, classes=classes.nunique() > 1, seeds=seeds),
+        run=table.apply(_recipe, axis=1, classes=True),
+    ).rename(columns={"sparsity": "S", "N_target": "N target"})
+    return table.drop_duplicates([*_POINT, "run", "loss"])
 
 
 def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
@@ -252,18 +268,37 @@ def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.D
     points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
     if grid is not None:
         frames.append(grid.table.merge(points))
-    table = pd.concat(frames, ignore_index=True)
-    classes = table.get("config.data.options.num_classes", pd.Series(dtype=float))
-    mixed = classes.nunique() > 1
-    table = table.assign(recipe=table.apply(_recipe, axis=1, classes=mixed)).rename(
-        columns={"sparsity": "S", "N_target": "N target"}
-    )
-    index = ["S", "N target", "width", "D"]
-    # A run kept in two stores (its config key may differ only by a field added later) is
-    # one entry; two different runs under one label would be a labelling gap, so pivot raises.
-    table = table.drop_duplicates([*index, "recipe", "loss"])
-    wide = table.pivot(index=index, columns="recipe", values="loss")
+    # two different runs under one label would be a labelling gap, so pivot raises
+    wide = _labelled(frames, seeds=True).pivot(index=_POINT, columns="recipe", values="loss")
     return wide.rename_axis(columns=None).reset_index()
+
+
+def seed_spread(stores: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
+    """The spread of the final loss over seeds (init and data order): one row per point
+    (S, N target, width, D) and recipe where the stores (and the grid's runs) hold at least
+    two runs that differ only in their seeds, with their number, mean, standard deviation
+    (ddof 1) and range (max - min), in the family's loss units; sorted by recipe and point.
+    With `grid`, `grid recipe` marks the rows whose recipe is the grid's.
+
+    ValueError naming the store if a store has no finished runs.
+    """
+    frames = [load_runs(store).table.assign(grid=False) for store in stores]
+    if grid is not None:  # first, so that a grid run kept in a check store too counts as the grid's
+        frames.insert(0, grid.table.assign(grid=True))
+    table = _labelled(frames, seeds=False)
+    groups = table.groupby(["recipe", *_POINT])["loss"]
+    spread = groups.agg(runs="count", mean="mean", SD="std", range=lambda x: x.max() - x.min())
+    spread = spread[spread["runs"] >= 2].reset_index()
+    if grid is not None:
+        spread["grid recipe"] = spread["recipe"].isin(set(table.loc[table["grid"], "recipe"]))
+    return spread
+
+
+def pooled_sd(spread: pd.DataFrame) -> float:
+    """The standard deviation pooled over the points of a `seed_spread` table:
+    sqrt(sum (n - 1) SD^2 / sum (n - 1)); NaN for an empty table."""
+    dof = spread["runs"] - 1
+    return float(np.sqrt((dof * spread["SD"] ** 2).sum() / dof.sum())) if len(spread) else np.nan
 
 
 def styled(table: pd.DataFrame, digits: int = 4) -> Styler:
