@@ -85,6 +85,9 @@ def test_notebook_is_stored_clean_with_documented_parameters(path: Path) -> None
         if c.cell_type == "code" and (c.outputs or c.execution_count)
     ]
     assert not dirty, f"{path.name}: clear the outputs of cells {dirty} before saving"
+    # nbformat would add missing cell ids on every read, with a warning in each build
+    missing = [i for i, c in enumerate(json.loads(path.read_text())["cells"]) if "id" not in c]
+    assert not missing, f"{path.name}: cells {missing} have no id (nbformat.validator.normalize)"
     declared = build_book.parameter_names(path)  # exactly one `parameters` cell
     # papermill's parser (behind `papermill --help-notebook`) must see every parameter with
     # its comment: it skips lines with a second '=' (e.g. '>=' in the comment).
