@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import math
 import os
@@ -153,10 +154,18 @@ class Store:
         _write_atomic(self._file(result["key"]), lambda f: f.write(data))
 
     def write_table(self, results: Iterable[dict[str, Any]] | None = None) -> None:
-        """Rewrite results.parquet from `results` (default: the stored runs), atomically."""
-        frame = table(self.results() if results is None else results)
+        """Rewrite results.parquet from `results` (default: the stored runs), atomically.
+
+        Rows are in key order, so the same runs always give the same bytes, and a table that
+        would not change is not rewritten: reusing a committed store leaves it unmodified."""
+        rows = sorted(self.results() if results is None else results, key=lambda r: r["key"])
+        buffer = io.BytesIO()
+        table(rows).to_parquet(buffer, index=False)
+        data, path = buffer.getvalue(), self.path / TABLE
+        if path.is_file() and path.read_bytes() == data:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.path / TABLE, lambda f: frame.to_parquet(f, index=False))
+        _write_atomic(path, lambda f: f.write(data))
 
     def clean(self) -> list[Path]:
         """Remove temp files left by killed writes; returns what was removed."""

@@ -196,6 +196,21 @@ def test_store_round_trip_table_and_strict_json(tmp_path):
     assert loaded["loss_se"].isna().all() and loaded["loss"].dtype == float
 
 
+def test_table_is_in_key_order_and_not_rewritten_when_unchanged(tmp_path):
+    df = sweep(toy_grid(), tmp_path, runner=toy_run, progress=False)
+    path = tmp_path / TABLE
+    assert list(pd.read_parquet(path)["key"]) == sorted(df["key"])
+    before = path.read_bytes()
+    stamp = path.stat().st_mtime_ns
+    store = Store(tmp_path)
+    store.write_table(reversed(store.results()))  # another order, the same runs
+    sweep(toy_grid(), tmp_path, runner=toy_run, progress=False)  # everything reused
+    assert path.read_bytes() == before and path.stat().st_mtime_ns == stamp
+    store.put({**store.results()[0], "loss": 9.0})
+    store.write_table()
+    assert path.stat().st_mtime_ns != stamp and 9.0 in set(pd.read_parquet(path)["loss"])
+
+
 def test_table_keeps_a_mixed_type_column_as_text(tmp_path):
     grid = Grid(base=BASE, axes={"model.nonzero": [1000], "data.options.tag": [1, "one"]})
     sweep(grid, tmp_path, runner=toy_run, progress=False)
