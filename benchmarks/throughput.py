@@ -9,6 +9,11 @@ ceiling a step of this size can reach, which explains a low ratio for narrow mod
 share of the step spent generating data.
 
     python benchmarks/throughput.py [--family t5|vit] [--widths 32 64 144] [--chunks 3]
+                                    [--attention-share]
+
+--attention-share also trains each model with the attention scores, softmax and weighted
+values replaced by a cheap stand-in (same projections, no L x L work) and prints the share of
+the step they take: a diagnosis of what keeps a step below its matmul ceiling.
 
 The default widths end at 144, the widest model of the default grids (ViT, 87.5% sparse at
 N = 128K; the widest T5 is 136).
@@ -17,12 +22,14 @@ N = 128K; the widest T5 is 136).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import time
 
 import jax
 
 from sparsekit.config import Data, Model, RunConfig
+from sparsekit.models import layers
 from sparsekit.train import Trainer, _block_tokens, _flops, _stack
 
 CHUNK = 25
@@ -40,6 +47,23 @@ def matmul_flops(rows: int, inner: int, cols: int, repeats: int = 10) -> float:
         jax.block_until_ready(f(x))
         times.append(time.perf_counter() - t0)
     return 2 * rows * inner * cols / statistics.median(times)
+
+
+@contextlib.contextmanager
+def attention_stand_in():
+    """Within: every Attention keeps its q/k/v/o projections but mixes keys and values by a
+    mean over positions instead of scores, softmax and weighted values (no L x L work)."""
+
+    def call(self, x, memory, mask=None, bias=None):
+        k, v = self.k(memory), self.v(memory)
+        return self.o(self.q(x) + (k + v).mean(axis=1, keepdims=True))
+
+    original = layers.Attention.__call__
+    layers.Attention.__call__ = call
+    try:
+        yield
+    finally:
+        layers.Attention.__call__ = original
 
 
 def measure(family: str, width: int, chunks: int) -> dict:
@@ -77,18 +101,25 @@ def main() -> None:
     ap.add_argument("--family", choices=["t5", "vit"], action="append")
     ap.add_argument("--widths", type=int, nargs="+", default=[32, 64, 144])
     ap.add_argument("--chunks", type=int, default=3)
+    ap.add_argument("--attention-share", action="store_true")
     args = ap.parse_args()
     peak = matmul_flops(1024, 1024, 1024)
     print(f"{jax.default_backend()} float32 matmul peak (1024^2): {peak / 1e9:.1f} GFLOP/s")
     print(f"{'family':>6} {'width':>6} {'block params':>12} {'units/s':>10} {'unit':>7} "
-          f"{'GFLOP/s':>8} {'of peak':>8} {'MLP-shape matmul':>17} {'data share':>10}")
+          f"{'GFLOP/s':>8} {'of peak':>8} {'MLP-shape matmul':>17} {'data share':>10}"
+          + (f" {'attention share':>15}" if args.attention_share else ""))
     for family in args.family or ["t5", "vit"]:
         for width in args.widths:
             r = measure(family, width, args.chunks)
             print(f"{family:>6} {width:>6} {r['block_params']:>12,} {r['units_per_s']:>10,.0f} "
                   f"{r['unit']:>7} {r['flops_per_s'] / 1e9:>8.1f} "
                   f"{r['flops_per_s'] / peak:>8.1%} {r['shape_flops_per_s'] / peak:>17.1%} "
-                  f"{r['data_share']:>10.1%}")
+                  f"{r['data_share']:>10.1%}", end="")
+            if args.attention_share:
+                with attention_stand_in():
+                    rest = measure(family, width, args.chunks)
+                print(f" {1 - r['units_per_s'] / rest['units_per_s']:>15.1%}", end="")
+            print()
 
 
 if __name__ == "__main__":
