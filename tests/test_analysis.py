@@ -204,6 +204,10 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
     assert list(table.columns[:4]) == ["S", "N target", "width", "D"]
     with pytest.raises(ValueError, match="has no runs"):
         analysis.recipe_table([tmp_path / "empty"])
+    check.put({**row(0.0, 16384, 2**20), "key": "warmup", "config.optim.warmup": 0.2,
+               "loss": 3.75})  # differs from the grid's run only in a setting not labelled
+    with pytest.raises(ValueError, match="a setting the recipe label does not show"):
+        analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
 
 
 def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> None:

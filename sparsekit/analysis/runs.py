@@ -262,14 +262,21 @@ def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.D
     recipe (peak LR, its width scaling if any, batch, seeds if not 0, class count if the
     runs differ in it); steps = D / batch. A run kept in several stores is shown once.
 
-    ValueError naming the store if a check store has no finished runs.
+    ValueError naming the store if a check store has no finished runs, or if two runs at one
+    point differ in a setting the label does not show.
     """
     frames = [load_runs(store).table for store in checks]
     points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
     if grid is not None:
         frames.append(grid.table.merge(points))
-    # two different runs under one label would be a labelling gap, so pivot raises
-    wide = _labelled(frames, seeds=True).pivot(index=_POINT, columns="recipe", values="loss")
+    table = _labelled(frames, seeds=True)
+    clash = table[table.duplicated([*_POINT, "recipe"], keep=False)]
+    if len(clash):  # two different runs under one label: the label misses what tells them apart
+        raise ValueError(
+            f"checks: runs differ in a setting the recipe label does not show, at "
+            f"{clash[[*_POINT, 'recipe']].drop_duplicates().to_dict('records')}"
+        )
+    wide = table.pivot(index=_POINT, columns="recipe", values="loss")
     return wide.rename_axis(columns=None).reset_index()
 
 
