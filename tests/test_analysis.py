@@ -232,6 +232,9 @@ def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> No
     pooled = analysis.pooled_sd(spread)
     assert pooled == pytest.approx(np.sqrt((3 * ours["SD"] ** 2 + 0.5) / 4))
     assert np.isnan(analysis.pooled_sd(spread.iloc[:0]))
+    assert analysis.noise_floor(spread) == (
+        "noise floor: seed SD 0.342 nats at the grid's recipe, pooled over 1 points (4 runs)"
+    )
 
 
 # --- notebook parameters ------------------------------------------------------------------

@@ -308,6 +308,16 @@ def pooled_sd(spread: pd.DataFrame) -> float:
     return float(np.sqrt((dof * spread["SD"] ** 2).sum() / dof.sum())) if len(spread) else np.nan
 
 
+def noise_floor(spread: pd.DataFrame) -> str:
+    """One line: the seed SD pooled over the grid-recipe rows of a `seed_spread` table made
+    with `grid`, and how many points and runs it rests on."""
+    ours = spread[spread["grid recipe"]]
+    return (
+        f"noise floor: seed SD {pooled_sd(ours):.3g} nats at the grid's recipe, "
+        f"pooled over {len(ours)} points ({int(ours['runs'].sum())} runs)"
+    )
+
+
 def styled(table: pd.DataFrame, digits: int = 4) -> Styler:
     """`table` for display: floats to `digits` significant digits, blanks for missing, all
     rows shown (a pandas Styler)."""
