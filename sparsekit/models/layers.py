@@ -7,6 +7,8 @@ are plain `nnx.Param` (never pruned).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -20,7 +22,15 @@ DEFAULT_KERNEL_INIT = nnx.initializers.variance_scaling(1.0, "fan_in", "truncate
 
 
 class Linear(nnx.Module):
-    """y = x @ kernel (+ bias); kernel (in, out) of parameter kind `kind`."""
+    """y = x @ kernel (+ bias); kernel (in, out) of parameter kind `kind`.
+
+    flatten: run one 2-D matmul over all positions ([B * L, in] @ kernel) instead of a
+    [B, L, in] one. Same values, a different floating-point order. With [B, L, in], XLA:CPU
+    fed the weight gradient through a transposing copy, and a T5 MLP layer's training step
+    took 49 ms instead of 22 (width 136, batch 32 x 128 tokens). T5 layers flatten. ViT layers
+    do not, so that the committed ViT runs (results/vit*) stay bit-reproducible. Flattening
+    would make ViT about 10% faster, at the cost of rerunning those stores.
+    """
 
     def __init__(
         self,
@@ -31,24 +41,54 @@ class Linear(nnx.Module):
         rngs: nnx.Rngs,
         kind: type[nnx.Param] = BlockParam,
         kernel_init: nnx.Initializer = DEFAULT_KERNEL_INIT,
+        flatten: bool = False,
     ):
+        self.flatten = flatten
         self.kernel = kind(kernel_init(rngs.params(), (in_features, out_features), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((out_features,), jnp.float32)) if use_bias else None
 
     def __call__(self, x: Array) -> Array:
-        y = x @ self.kernel[...]
+        """x [..., in] -> [..., out]."""
+        if self.flatten:
+            y = (x.reshape(-1, x.shape[-1]) @ self.kernel[...]).reshape(*x.shape[:-1], -1)
+        else:
+            y = x @ self.kernel[...]
         return y if self.bias is None else y + self.bias[...]
+
+
+@jax.custom_vjp
+def add_shared(x: Array, bias: Array) -> Array:
+    """x [B, ...] + bias [1, ...]: a bias the whole batch shares (T5's position bias).
+
+    The value is plain broadcasting. The backward pass sums the bias cotangent over the batch
+    with a matmul: XLA:CPU's reduction over the leading axis took a third of a T5 attention
+    layer's training step (27 ms vs 18 ms with the matmul, batch 32, 128 tokens, 4 heads).
+    """
+    return x + bias
+
+
+def _add_shared_fwd(x: Array, bias: Array) -> tuple[Array, None]:
+    return x + bias, None
+
+
+def _add_shared_bwd(_, g: Array) -> tuple[Array, Array]:
+    return g, jnp.tensordot(jnp.ones(g.shape[0], g.dtype), g, axes=1)[None]
+
+
+add_shared.defvjp(_add_shared_fwd, _add_shared_bwd)
 
 
 class Attention(nnx.Module):
     """Multi-head dot-product attention with q, k, v, o projections of shape (width, width)."""
 
-    def __init__(self, width: int, num_heads: int, *, use_bias: bool, rngs: nnx.Rngs):
+    def __init__(
+        self, width: int, num_heads: int, *, use_bias: bool, rngs: nnx.Rngs, flatten: bool = False
+    ):
         if width % num_heads:
             raise ValueError(f"width={width} must be divisible by num_heads={num_heads}")
         self.num_heads = num_heads
         self.q, self.k, self.v, self.o = (
-            Linear(width, width, use_bias=use_bias, rngs=rngs) for _ in range(4)
+            Linear(width, width, use_bias=use_bias, rngs=rngs, flatten=flatten) for _ in range(4)
         )
 
     def _heads(self, t: Array) -> Array:
@@ -65,13 +105,13 @@ class Attention(nnx.Module):
         """Queries from x [B, Lq, W] attend to memory [B, Lk, W].
 
         mask: bool, broadcastable to [B, H, Lq, Lk], True = may attend.
-        bias: float, broadcastable to [B, H, Lq, Lk], added to the logits (position bias).
+        bias: float [1, H, Lq, Lk], shared by the batch, added to the logits (position bias).
         """
         q, k, v = self._heads(self.q(x)), self._heads(self.k(memory)), self._heads(self.v(memory))
         q = q * q.shape[-1] ** -0.5  # scale the smaller tensor, not the [B, H, Lq, Lk] logits
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
         if bias is not None:
-            logits = logits + bias
+            logits = add_shared(logits, bias)
         if mask is not None:
             # A finite minimum, not -inf: a fully masked row (all-pad input) stays NaN-free.
             logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)
@@ -83,10 +123,20 @@ class Attention(nnx.Module):
 class MLP(nnx.Module):
     """Position-wise MLP: GeLU (ViT, with biases) or gated GeLU (T5.1.1, two input matrices)."""
 
-    def __init__(self, width: int, hidden: int, *, gated: bool, use_bias: bool, rngs: nnx.Rngs):
-        self.wi = Linear(width, hidden, use_bias=use_bias, rngs=rngs)
-        self.wg = Linear(width, hidden, use_bias=use_bias, rngs=rngs) if gated else None
-        self.wo = Linear(hidden, width, use_bias=use_bias, rngs=rngs)
+    def __init__(
+        self,
+        width: int,
+        hidden: int,
+        *,
+        gated: bool,
+        use_bias: bool,
+        rngs: nnx.Rngs,
+        flatten: bool = False,
+    ):
+        linear = functools.partial(Linear, use_bias=use_bias, rngs=rngs, flatten=flatten)
+        self.wi = linear(width, hidden)
+        self.wg = linear(width, hidden) if gated else None
+        self.wo = linear(hidden, width)
 
     def __call__(self, x: Array) -> Array:
         h = jax.nn.gelu(self.wi(x))
@@ -115,15 +165,15 @@ class Block(nnx.Module):
         def norm() -> nnx.Module:
             return nnx.RMSNorm(width, rngs=rngs) if t5 else nnx.LayerNorm(width, rngs=rngs)
 
-        use_bias = not t5
+        # T5 style: no biases, 2-D matmuls (see Linear).
+        attention = functools.partial(Attention, width, num_heads, use_bias=not t5, rngs=rngs,
+                                      flatten=t5)
         self.self_norm = norm()
-        self.self_attn = Attention(width, num_heads, use_bias=use_bias, rngs=rngs)
+        self.self_attn = attention()
         self.cross_norm = norm() if cross else None
-        self.cross_attn = (
-            Attention(width, num_heads, use_bias=use_bias, rngs=rngs) if cross else None
-        )
+        self.cross_attn = attention() if cross else None
         self.mlp_norm = norm()
-        self.mlp = MLP(width, mlp_width, gated=t5, use_bias=use_bias, rngs=rngs)
+        self.mlp = MLP(width, mlp_width, gated=t5, use_bias=not t5, rngs=rngs, flatten=t5)
 
     def __call__(
         self,
