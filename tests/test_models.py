@@ -22,7 +22,15 @@ from sparsekit.models import (
     shift_right,
     width_for,
 )
-from sparsekit.models.t5 import MAX_DISTANCE, NUM_BUCKETS, key_mask, relative_buckets
+from sparsekit.models.layers import Linear, add_shared
+from sparsekit.models.t5 import (
+    MAX_DISTANCE,
+    NUM_BUCKETS,
+    key_mask,
+    position_bias,
+    relative_buckets,
+    toeplitz,
+)
 
 VIT, T5 = FAMILIES["vit"], FAMILIES["t5"]
 REGEN = "if you changed the model on purpose, update the golden values"
@@ -258,6 +266,53 @@ def test_relative_buckets():
     assert (np.triu(dec, 1) == 0).all()  # the future shares one (masked) bucket
     assert len(set(np.diag(enc, 1)) | set(np.diag(enc, -1))) == 2  # before/after differ
     assert dec[MAX_DISTANCE + 50, 0] == dec[299, 0] == NUM_BUCKETS - 1
+
+
+def test_toeplitz_by_hand():
+    # Value per offset q-k, at index q-k+L-1: here the index itself, so T[q, k] = q-k+2.
+    t = jax.jit(toeplitz, static_argnums=1)(jnp.arange(5.0), 3)
+    np.testing.assert_array_equal(t, [[2, 1, 0], [3, 2, 1], [4, 3, 2]])
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 33])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_position_bias_is_the_bucket_gather(length, bidirectional):
+    """The Toeplitz build gives exactly the table looked up at every (q, k) bucket, and the
+    same table gradient up to summation order."""
+    table = jax.random.normal(jax.random.key(0), (NUM_BUCKETS, 3))
+    buckets = relative_buckets(length, length, bidirectional)
+    weights = jax.random.normal(jax.random.key(1), (1, 3, length, length))
+
+    def gathered(t):
+        return jnp.transpose(t[buckets], (2, 0, 1))[None]
+
+    def built(t):
+        return position_bias(t, length, bidirectional)
+
+    np.testing.assert_array_equal(jax.jit(built)(table), gathered(table))
+    grad = jax.jit(jax.grad(lambda t: (built(t) * weights).sum()))(table)
+    ref = jax.grad(lambda t: (gathered(t) * weights).sum())(table)
+    np.testing.assert_allclose(grad, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_add_shared_is_broadcasting_with_the_batch_summed_gradient():
+    x = jax.random.normal(jax.random.key(0), (4, 2, 3, 3))
+    bias = jax.random.normal(jax.random.key(1), (1, 2, 3, 3))
+    w = jax.random.normal(jax.random.key(2), x.shape)
+    np.testing.assert_array_equal(jax.jit(add_shared)(x, bias), x + bias)
+    gx, gb = jax.jit(jax.grad(lambda x, b: (add_shared(x, b) ** 2 * w).sum(), (0, 1)))(x, bias)
+    rx, rb = jax.grad(lambda x, b: ((x + b) ** 2 * w).sum(), (0, 1))(x, bias)
+    np.testing.assert_allclose(gx, rx, rtol=1e-6)
+    np.testing.assert_allclose(gb, rb, rtol=1e-5)
+
+
+def test_flattened_linear_computes_the_same_map():
+    x = jax.random.normal(jax.random.key(0), (2, 5, 8))
+    flat = Linear(8, 6, use_bias=True, rngs=nnx.Rngs(0), flatten=True)
+    plain = Linear(8, 6, use_bias=True, rngs=nnx.Rngs(0))
+    flat.bias[...] = plain.bias[...] = jnp.arange(6.0)
+    np.testing.assert_allclose(_apply(flat, x), _apply(plain, x), rtol=1e-5, atol=1e-6)
+    assert _apply(flat, x).shape == (2, 5, 6)
 
 
 def test_t5_decoder_is_causal_and_encoder_is_not():
