@@ -105,6 +105,8 @@ class FitResult:
     # name -> (lo, hi) for every parameter and derived quantity; empty without bootstrap
     intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     bootstrap_laws: tuple[Law, ...] = ()  # the refits on resampled data
+    # Parameters the predictions at the fitted points do not depend on (`find_undetermined`).
+    undetermined: tuple[str, ...] = ()
 
     @property
     def at_bounds(self) -> tuple[str, ...]:
@@ -115,6 +117,35 @@ class FitResult:
         return tuple(name for name in type(self.law).exponent_names
                      if np.isclose(values[name], lo, rtol=1e-6) or np.isclose(values[name], hi,
                                                                                  rtol=1e-6))
+
+
+def find_undetermined(
+    law: Law, S: ArrayLike, N: ArrayLike, D: ArrayLike, step: float = 0.1, tol: float = 1e-6
+) -> tuple[str, ...]:
+    """Non-zero parameters that the predictions at (S, N, D) do not depend on: scaling one by
+    1 - step or 1 + step moves no prediction by more than `tol` (relative).
+
+    Such a value is not determined by the data, typically the exponent and coefficient of a
+    term whose coefficient fitted to almost 0 (the paper's sparsity term on runs where
+    sparsity does not pay). Zero parameters are left out: they sit on their bound.
+    """
+    base = law.predict(S, N, D)
+    params = np.array(law.params)
+    found = []
+    for i, name in enumerate(law.param_names):
+        if params[i] == 0.0:
+            continue
+        moved = 0.0
+        for factor in (1.0 - step, 1.0 + step):
+            trial = params.copy()
+            trial[i] *= factor
+            with np.errstate(all="ignore"):
+                pred = law.with_params(trial).predict(S, N, D)
+            change = np.abs(pred / base - 1.0)
+            moved = max(moved, float(np.max(np.where(np.isfinite(change), change, np.inf))))
+        if moved <= tol:
+            found.append(name)
+    return tuple(found)
 
 
 def _resolve_law(law: str | type[Law]) -> type[Law]:
@@ -335,6 +366,7 @@ def fit(
         delta=delta,
         log=log,
         diagnostics=diagnose(fitted, S, N, D, loss),
+        undetermined=find_undetermined(fitted, S, N, D),
     )
     if bootstrap <= 0:
         return result

@@ -133,6 +133,10 @@ class Law:
     def as_dict(self) -> dict[str, float]:
         return dict(zip(self.param_names, self.params, strict=True))
 
+    def with_params(self, values: Sequence[float]) -> Law:
+        """This law with its fitted parameters set to `values`, in `param_names` order."""
+        return dataclasses.replace(self, **dict(zip(self.param_names, values, strict=True)))
+
     def predict(self, S: ArrayLike, N: ArrayLike, D: ArrayLike) -> np.ndarray:
         """Loss at sparsity S, N non-zeros and D tokens/images (numpy broadcasting)."""
         raise NotImplementedError
@@ -391,6 +395,14 @@ class EffectiveMultiplierLaw(_ChinchillaForm):
     @property
     def params(self) -> tuple[float, ...]:
         return (*super().params, *map(float, self.effs))
+
+    def with_params(self, values: Sequence[float]) -> EffectiveMultiplierLaw:
+        names = _float_fields(self)
+        if len(values) != len(names) + len(self.levels):
+            raise ValueError(f"values: need {len(names) + len(self.levels)}, got {len(values)}")
+        return dataclasses.replace(
+            self, **dict(zip(names, values, strict=False)), effs=tuple(values[len(names) :])
+        )
 
     def eff(self, S: ArrayLike) -> np.ndarray:
         """Multiplier at each S; ValueError for a sparsity without a fitted level."""

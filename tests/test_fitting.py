@@ -11,6 +11,7 @@ import pytest
 from sparsekit.fitting import (
     T5_TOKENS_PER_STEP,
     diagnose,
+    find_undetermined,
     fit,
     leave_largest_size_out,
     load_paper_t5,
@@ -81,6 +82,7 @@ def test_fit_beats_published_t5_objective_fast(t5):
     assert result.objective <= PUBLISHED_OBJECTIVE
     assert elapsed < 10.0
     assert result.n_points == 48 and result.residuals.shape == (48,)
+    assert result.undetermined == ()  # the paper's runs pin down all seven parameters
     prediction = float(result.law.predict(*EXTRAPOLATION))
     print(f"T5 fit: objective {result.objective:.6e} in {elapsed:.2f} s; {result.law}")
     print(f"extrapolation: {prediction:.4f} (measured {MEASURED_EXTRAPOLATION}, published 1.4683)")
@@ -244,6 +246,24 @@ def test_two_sparsities_warn_about_identifiability():
         fit(S, N, D, loss)
     assert any("not all identified" in str(w.message) for w in caught)
 
+
+
+@pytest.mark.parametrize("name", sorted(TRUE_LAWS))
+def test_a_fit_to_its_own_law_leaves_nothing_undetermined(name):
+    data = synthetic(TRUE_LAWS[name], noise=0.0)
+    assert fit(*data, law=name).undetermined == ()
+
+
+def test_find_undetermined_flags_a_vanished_term_and_skips_zeros():
+    S, N, D, _ = GOOD
+    # A sparsity term scaled to ~0: neither its coefficient nor its exponent moves a prediction.
+    vanished = replace(PAPER_VIT, a_S=1e-30)
+    assert find_undetermined(vanished, S, N, D) == ("a_S", "b_S")
+    # c = 0 sits on its bound: left out, although scaling it moves nothing either.
+    assert find_undetermined(replace(PAPER_VIT, c=0.0), S, N, D) == ()
+    # The multiplier law's N term gone: alpha and every eff are free.
+    law = replace(TRUE_LAWS["multiplier"], A=1e-30)
+    assert find_undetermined(law, S, N, D) == ("A", "alpha", "eff[0.5]", "eff[0.75]", "eff[0.875]")
 
 
 def test_at_bounds_flags_exponents_on_the_search_box():

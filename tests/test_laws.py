@@ -41,6 +41,17 @@ EXAMPLES = {
 }
 
 
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+def test_with_params_sets_every_fitted_parameter(name):
+    law = EXAMPLES[name]
+    assert law.with_params(law.params) == law
+    doubled = law.with_params([2.0 * p for p in law.params])
+    assert doubled.params == tuple(2.0 * p for p in law.params)
+    assert type(doubled) is type(law)
+    with pytest.raises(ValueError):
+        law.with_params(law.params[:-1])
+
+
 def test_registry_names_every_law():
     assert set(LAWS) == {"sparse", "average", "multiplier", "chinchilla"}
     assert all(cls.name == name for name, cls in LAWS.items())

@@ -72,7 +72,7 @@ class LawFits:
     runs: Runs
     fits: dict[str, fitting.FitResult]  # law -> fit to all the points it describes
     extrapolations: dict[str, fitting.SizeExtrapolation]  # law -> fit without the largest N
-    notes: dict[str, str]  # law -> what could not be done, and why
+    notes: dict[str, str]  # law -> what could not be done or is not to be read, and why
 
     def panels(self, held_out: bool = False) -> dict[str, tuple[Runs, Law]]:
         """Label -> (runs, law) for `predicted_vs_measured`: every fit on its points, or
@@ -108,11 +108,12 @@ def fit_laws(
     minutes each without being shown). Laws the runs cannot support are skipped, with the
     reason in `notes`.
     """
-    fits, extrapolations, notes = {}, {}, {}
+    fits, extrapolations = {}, {}
+    notes: dict[str, list[str]] = {}
     for law in laws:
         reason = unsupported(runs, law)
         if reason:
-            notes[law] = f"not fitted: {reason}"
+            notes[law] = [f"not fitted: {reason}"]
             continue
         points = law_points(runs, law)
         try:
@@ -126,21 +127,25 @@ def fit_laws(
                     bootstrap=bootstrap if law == "sparse" else 0,
                 )
         except ValueError as e:  # a need of the law that `unsupported` does not know
-            notes[law] = f"not fitted: {e}"
+            notes[law] = [f"not fitted: {e}"]
             continue
         if not np.isfinite(fit.objective):
-            notes[law] = "not fitted: the best fit is degenerate (non-finite predictions)"
+            notes[law] = ["not fitted: the best fit is degenerate (non-finite predictions)"]
             continue
         fits[law] = fit
+        notes[law] = []
         if fit.at_bounds:
-            notes[law] = (f"{', '.join(fit.at_bounds)} at the search bound: not determined by "
-                          "these runs, read with care")
+            notes[law].append(f"{', '.join(fit.at_bounds)} at the search bound: not determined "
+                              "by these runs, read with care")
+        if fit.undetermined:
+            notes[law].append(f"not determined by these runs: {', '.join(fit.undetermined)} "
+                              "(scaling one by 10% moves no prediction by 1e-6)")
         if not extrapolate:
             continue
         rest = points.select(np.less(points.N, points.N.max() / HOLD_OUT_WITHIN))
         reason = unsupported(rest, law)
         if reason:
-            notes[law] = f"no extrapolation (without the largest N: {reason})"
+            notes[law].append(f"no extrapolation (without the largest N: {reason})")
             continue
         try:
             with np.errstate(all="ignore"):
@@ -148,13 +153,14 @@ def fit_laws(
                     *_arrays(points), within=HOLD_OUT_WITHIN, delta=DELTA, log=LOG, law=law
                 )
         except ValueError as e:  # e.g. a sparsity level only the largest size has
-            notes[law] = f"no extrapolation: {e}"
+            notes[law].append(f"no extrapolation: {e}")
             continue
         if np.all(np.isfinite(extrapolation.predicted)):
             extrapolations[law] = extrapolation
         else:
-            notes[law] = "no extrapolation: the fit without the largest N is degenerate"
-    return LawFits(runs, fits, extrapolations, notes)
+            notes[law].append("no extrapolation: the fit without the largest N is degenerate")
+    joined = {law: "; ".join(lines) for law, lines in notes.items() if lines}
+    return LawFits(runs, fits, extrapolations, joined)
 
 
 def comparison_table(fits: LawFits) -> pd.DataFrame:
