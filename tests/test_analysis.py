@@ -210,6 +210,27 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
         analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
 
 
+def test_pattern_table_puts_nm_beside_unstructured_and_dense(tmp_path) -> None:
+    grid, nm = Store(tmp_path / "grid"), Store(tmp_path / "nm")
+    for r in make_table(levels=(0.0, 0.5), sizes=(16384, 32768), data=(2**20,)).to_dict("records"):
+        grid.put({**r, "pattern": "unstructured"})
+    nm.put({**row(0.5, 16384, 2**20), "key": "24", "pattern": "2:4", "loss": 4.0})
+    nm.put({**row(0.5, 16384, 2**20), "key": "48", "pattern": "4:8", "loss": 3.5})
+    nm.put({**row(0.5, 16384, 2**20), "key": "12", "pattern": "1:2", "loss": 4.5})
+    table = analysis.pattern_table([nm.path], grid=analysis.load_runs(grid.path))
+    assert list(table.columns) == ["S", "N target", "width", "D", "dense (same N target, D)",
+                                   "unstructured", "1:2", "2:4", "4:8"]
+    assert len(table) == 1  # the grid's other points are left out
+    assert table.loc[0, "dense (same N target, D)"] == pytest.approx(LAW.predict(0.0, 16384, 2**20))
+    assert table.loc[0, "unstructured"] == pytest.approx(LAW.predict(0.5, 16384, 2**20))
+    assert table.loc[0, ["1:2", "2:4", "4:8"]].tolist() == [4.5, 4.0, 3.5]
+    nm.put({**row(0.5, 16384, 2**20), "key": "24 again", "pattern": "2:4", "loss": 4.1})
+    with pytest.raises(ValueError, match="more than one run per point and pattern"):
+        analysis.pattern_table([nm.path], grid=analysis.load_runs(grid.path))
+    with pytest.raises(ValueError, match="has no runs"):
+        analysis.pattern_table([tmp_path / "empty"], grid=analysis.load_runs(grid.path))
+
+
 def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> None:
     grid, check = Store(tmp_path / "grid"), Store(tmp_path / "seeds")
     grid.put({**row(0.0, 16384, 2**20), "loss": 3.0})

@@ -301,6 +301,42 @@ def seed_spread(stores: Sequence[str | Path], grid: Runs | None = None) -> pd.Da
     return spread
 
 
+def _pattern_order(pattern: str) -> tuple[int, int]:
+    """Sort key: unstructured first, then n:m by m and n."""
+    if ":" not in pattern:
+        return (0, 0)
+    n, m = pattern.split(":")
+    return (int(m), int(n))
+
+
+def pattern_table(checks: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
+    """n:m against unstructured sparsity: one row per point (S, N target, width, D) of the
+    check stores, one final-loss column per sparsity pattern (the grid's unstructured run at
+    the point included), and first the grid's dense run at the same N target and D.
+
+    ValueError naming the store if a check store has no finished runs, or if two runs share a
+    point and a pattern (the table would hide one).
+    """
+    checked = pd.concat([load_runs(store).table for store in checks], ignore_index=True)
+    points = checked[["sparsity", "N_target", "D"]].drop_duplicates()
+    table = pd.concat([grid.table.merge(points), checked], ignore_index=True)
+    table = table.assign(pattern=table.get("pattern", "unstructured")).fillna(
+        {"pattern": "unstructured"}
+    ).rename(columns={"sparsity": "S", "N_target": "N target"})
+    clash = table[table.duplicated([*_POINT, "pattern"], keep=False)]
+    if len(clash):
+        raise ValueError(
+            f"checks: more than one run per point and pattern at "
+            f"{clash[[*_POINT, 'pattern']].drop_duplicates().to_dict('records')}"
+        )
+    wide = table.pivot(index=_POINT, columns="pattern", values="loss")
+    wide = wide[sorted(wide.columns, key=_pattern_order)].rename_axis(columns=None).reset_index()
+    dense = grid.table[grid.table["sparsity"] == 0].set_index(["N_target", "D"])["loss"]
+    at = pd.MultiIndex.from_frame(wide[["N target", "D"]])
+    wide.insert(len(_POINT), "dense (same N target, D)", dense.reindex(at).to_numpy())
+    return wide
+
+
 def pooled_sd(spread: pd.DataFrame) -> float:
     """The standard deviation pooled over the points of a `seed_spread` table:
     sqrt(sum (n - 1) SD^2 / sum (n - 1)); NaN for an empty table."""
