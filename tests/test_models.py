@@ -304,6 +304,8 @@ def test_add_shared_is_broadcasting_with_the_batch_summed_gradient():
     rx, rb = jax.grad(lambda x, b: ((x + b) ** 2 * w).sum(), (0, 1))(x, bias)
     np.testing.assert_allclose(gx, rx, rtol=1e-6)
     np.testing.assert_allclose(gb, rb, rtol=1e-5)
+    with pytest.raises(ValueError, match=r"bias: shape must be \(1, \*x.shape\[1:\]\)"):
+        add_shared(x, bias[:, :1])
 
 
 def test_flattened_linear_computes_the_same_map():
