@@ -249,9 +249,10 @@ def save_params(path: str, params: Any) -> None:
     """Save a params pure dict with orbax (for pruning a pretrained dense model later)."""
     import orbax.checkpoint as ocp
 
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(os.path.abspath(path), params, force=True)
-    ckpt.wait_until_finished()
+    # The context closes the checkpointer's background threads once the save has finished.
+    with ocp.StandardCheckpointer() as ckpt:
+        ckpt.save(os.path.abspath(path), params, force=True)
+        ckpt.wait_until_finished()
 
 
 def load_params(path: str, like: Any) -> Any:
@@ -260,7 +261,8 @@ def load_params(path: str, like: Any) -> Any:
 
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
     try:
-        restored = ocp.StandardCheckpointer().restore(os.path.abspath(path), abstract)
+        with ocp.StandardCheckpointer() as ckpt:
+            restored = ckpt.restore(os.path.abspath(path), abstract)
     except (ValueError, KeyError, FileNotFoundError) as e:
         raise ValueError(f"init_from checkpoint {path!r} does not match this model: {e}") from e
     shapes = [(jnp.shape(a), jnp.shape(b)) for a, b in
