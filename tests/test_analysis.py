@@ -242,6 +242,8 @@ def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> No
     check.put({**row(0.0, 16384, 2**20), "key": "lr1", "config.optim.lr": 0.01, "loss": 8.0,
                "config.seed": 1})
     check.put({**row(0.0, 16384, 2**20), "key": "copy", "loss": 3.0})  # the grid's run again
+    # Another sparsity pattern at the same point is another recipe, not another seed.
+    check.put({**row(0.0, 16384, 2**20), "key": "nm", "pattern": "2:4", "loss": 7.0})
     spread = analysis.seed_spread([check.path], grid=analysis.load_runs(grid.path))
     assert list(spread["recipe"]) == ["LR 0.003, batch 32", "LR 0.01, batch 32"]
     ours, other = spread.iloc[0], spread.iloc[1]

@@ -218,14 +218,18 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
-    """A run's recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32', with ', seed K'
-    when its init seed is not 0 and ', data seed K' when its data seed differs from the init
-    seed (both only if `seeds`), and ', C classes' when `classes` (the runs mix class counts)."""
+    """A run's recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32', with ', 2:4'
+    for a sparsity pattern other than unstructured, ', seed K' when its init seed is not 0 and
+    ', data seed K' when its data seed differs from the init seed (both only if `seeds`), and
+    ', C classes' when `classes` (the runs mix class counts)."""
     lr, lr_width = row["config.optim.lr"], row.get("config.optim.lr_width")
     label = f"LR {lr:g}"
     if pd.notna(lr_width) and lr_width:
         label += f" x {int(lr_width)}/width"
     label += f", batch {int(row['batch'])}"
+    pattern = row.get("pattern")
+    if pd.notna(pattern) and pattern != "unstructured":  # never pool n:m with unstructured
+        label += f", {pattern}"
     seed = row.get("config.seed", 0)
     seed = int(seed) if pd.notna(seed) else 0
     if seeds and seed:
