@@ -259,6 +259,27 @@ def _labelled(frames: Sequence[pd.DataFrame], *, seeds: bool) -> pd.DataFrame:
     return table.drop_duplicates([*_POINT, "run", "loss"])
 
 
+def _checks_beside_grid(checks: Sequence[str | Path], grid: Runs | None) -> pd.DataFrame:
+    """The runs of the check stores and (with `grid`) the grid's runs at their points,
+    labelled by `_labelled`; ValueError naming the store if a check store has no runs."""
+    frames = [load_runs(store).table for store in checks]
+    points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
+    if grid is not None:
+        frames.append(grid.table.merge(points))
+    return _labelled(frames, seeds=True)
+
+
+def _pivot_unique(table: pd.DataFrame, column: str, clash: str) -> pd.DataFrame:
+    """Loss per point (rows) and `column` value (columns); ValueError saying `clash`, with
+    the points, if two runs share a point and a value (the table would hide one)."""
+    twice = table[table.duplicated([*_POINT, column], keep=False)]
+    if len(twice):
+        raise ValueError(
+            f"checks: {clash}, at {twice[[*_POINT, column]].drop_duplicates().to_dict('records')}"
+        )
+    return table.pivot(index=_POINT, columns=column, values="loss").rename_axis(columns=None)
+
+
 def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
     """The finished runs of recipe-check stores (e.g. a learning-rate, batch-size, seed or
     task check) side by side, with the grid's runs (as the chapter already holds them) at the
@@ -269,19 +290,10 @@ def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.D
     ValueError naming the store if a check store has no finished runs, or if two runs at one
     point differ in a setting the label does not show.
     """
-    frames = [load_runs(store).table for store in checks]
-    points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
-    if grid is not None:
-        frames.append(grid.table.merge(points))
-    table = _labelled(frames, seeds=True)
-    clash = table[table.duplicated([*_POINT, "recipe"], keep=False)]
-    if len(clash):  # two different runs under one label: the label misses what tells them apart
-        raise ValueError(
-            f"checks: runs differ in a setting the recipe label does not show, at "
-            f"{clash[[*_POINT, 'recipe']].drop_duplicates().to_dict('records')}"
-        )
-    wide = table.pivot(index=_POINT, columns="recipe", values="loss")
-    return wide.rename_axis(columns=None).reset_index()
+    # two different runs under one label: the label misses what tells them apart
+    table = _checks_beside_grid(checks, grid)
+    wide = _pivot_unique(table, "recipe", "runs differ in a setting the recipe label does not show")
+    return wide.reset_index()
 
 
 def seed_spread(stores: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
@@ -321,20 +333,12 @@ def pattern_table(checks: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
     ValueError naming the store if a check store has no finished runs, or if two runs share a
     point and a pattern (the table would hide one).
     """
-    checked = pd.concat([load_runs(store).table for store in checks], ignore_index=True)
-    points = checked[["sparsity", "N_target", "D"]].drop_duplicates()
-    table = pd.concat([grid.table.merge(points), checked], ignore_index=True)
+    table = _checks_beside_grid(checks, grid)
     table = table.assign(pattern=table.get("pattern", "unstructured")).fillna(
         {"pattern": "unstructured"}
-    ).rename(columns={"sparsity": "S", "N_target": "N target"})
-    clash = table[table.duplicated([*_POINT, "pattern"], keep=False)]
-    if len(clash):
-        raise ValueError(
-            f"checks: more than one run per point and pattern at "
-            f"{clash[[*_POINT, 'pattern']].drop_duplicates().to_dict('records')}"
-        )
-    wide = table.pivot(index=_POINT, columns="pattern", values="loss")
-    wide = wide[sorted(wide.columns, key=_pattern_order)].rename_axis(columns=None).reset_index()
+    )
+    wide = _pivot_unique(table, "pattern", "more than one run per point and pattern")
+    wide = wide[sorted(wide.columns, key=_pattern_order)].reset_index()
     dense = grid.table[grid.table["sparsity"] == 0].set_index(["N_target", "D"])["loss"]
     at = pd.MultiIndex.from_frame(wide[["N target", "D"]])
     wide.insert(len(_POINT), "dense (same N target, D)", dense.reindex(at).to_numpy())
