@@ -1,12 +1,16 @@
 """Sweeps: a grid of run configs -> the results store, resumable.
 
 A `Grid` is a base config plus axes of overrides by dotted name; its runs are the product of
-the axes (big_vision style), optionally with one group of `zipped` axes varied together:
+the axes (big_vision style), optionally with one group of `zipped` axes varied together, and
+optionally `more` blocks: further products over the same base, for a design that is not one
+full product (e.g. long data amounts only at the sizes where they reach a regime):
 
     name: vit-smoke
     base: {model: {family: vit}, data: {amount: 2048, batch: 32, eval_examples: 64}}
     axes: {sparsity.target: [0.0, 0.5], model.nonzero: [2000, 4000]}
     zipped: {optim.lr: [3.0e-3, 1.0e-3], optim.warmup: [0.05, 0.1]}   # optional
+    more:                                                              # optional
+      - axes: {data.amount: [8192], model.nonzero: [2000]}
 
 `sweep(grid, store)` runs the configs not yet in the store and reuses the others. Runs execute
 in this process (workers=1), in `workers` spawned processes (one fresh process per run, so a
@@ -112,6 +116,8 @@ class Grid:
     zipped: dict[str, list] = field(default_factory=dict)  # dotted name -> values, varied
     # together (equal lengths); the group is one more factor of the product
     name: str = "grid"  # label for progress and summaries
+    more: list[dict[str, Any]] = field(default_factory=list)  # further blocks over the same
+    # base, each a mapping with `axes` and/or `zipped`; their points follow the main block's
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, dict):
@@ -138,7 +144,21 @@ class Grid:
         both = self.axes.keys() & self.zipped.keys()
         if both:
             raise GridError(f"grid {self.name!r}: {sorted(both)} in both axes and zipped")
+        self.blocks()  # each `more` block is checked as a grid of its own
         self.configs()  # fail now, not in the middle of a sweep
+
+    def blocks(self) -> list[Grid]:
+        """The `more` blocks, each as a Grid over this base (validated like one)."""
+        if not isinstance(self.more, list):
+            raise GridError(f"grid {self.name!r}: more must be a list of blocks (mappings with "
+                            "axes and/or zipped)")
+        blocks = []
+        for i, block in enumerate(self.more):
+            if not isinstance(block, dict) or not block or block.keys() - {"axes", "zipped"}:
+                raise GridError(f"grid {self.name!r}: more[{i}] must be a mapping with axes "
+                                f"and/or zipped, got {block!r}")
+            blocks.append(Grid(self.base, name=f"{self.name} more[{i}]", **block))
+        return blocks
 
     def points(self) -> list[dict[str, Any]]:
         """The overrides of every point (dotted name -> value); the first axis varies slowest."""
@@ -150,10 +170,11 @@ class Grid:
                     for vs in zip(*self.zipped.values(), strict=True)
                 ]
             )
-        return [
+        own = [
             {k: v for part in combo for k, v in part.items()}
             for combo in itertools.product(*factors)
         ]
+        return own + [point for block in self.blocks() for point in block.points()]
 
     def configs(self) -> list[RunConfig]:
         """One config per point; points that give the same config (same key) appear once."""
@@ -181,7 +202,7 @@ def yaml_loader() -> type:
 
 
 def load_grid(path: str | os.PathLike) -> Grid:
-    """Read a grid YAML file (keys: name, base, axes, zipped); GridError naming the file."""
+    """Read a grid YAML file (keys: name, base, axes, zipped, more); GridError naming the file."""
     import yaml
 
     path = Path(path)
@@ -194,7 +215,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
     unknown = spec.keys() - {f.name for f in dataclasses.fields(Grid)}
     if unknown:
         raise GridError(
-            f"{path}: unknown keys {sorted(unknown)} (allowed: name, base, axes, zipped)"
+            f"{path}: unknown keys {sorted(unknown)} (allowed: name, base, axes, zipped, more)"
         )
     if "base" not in spec:
         raise GridError(f"{path}: missing 'base' (the config every run starts from)")

@@ -120,6 +120,36 @@ def test_load_grid_yaml(tmp_path):
     assert cfg.data.options == {"x": 2} and cfg.data.batch == 32
 
 
+def test_grid_more_blocks_add_points_in_order(tmp_path):
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "base: {model: {family: t5, nonzero: 3000}, data: {amount: 4096}}\n"
+        "axes: {model.nonzero: [3000, 6000]}\n"
+        "more:\n"
+        "  - axes: {data.amount: [8192, 4096]}\n"  # 4096 at N 3000 is the main block's: once
+        "  - axes: {data.amount: [16384]}\n"
+        "    zipped: {seed: [1, 2]}\n"
+    )
+    got = [(c.model.nonzero, c.data.amount, c.seed) for c in load_grid(path).configs()]
+    assert got == [(3000, 4096, 0), (6000, 4096, 0), (3000, 8192, 0), (3000, 16384, 1),
+                   (3000, 16384, 2)]
+
+
+@pytest.mark.parametrize(
+    ("more", "message"),
+    [
+        ({"axes": {}}, "more must be a list"),
+        ([{"axes": {"model.size": [1]}}], r"more\[0\].*axis 'model.size'"),
+        ([{"points": [1]}], r"more\[0\] must be a mapping with axes"),
+        ([3], r"more\[0\] must be a mapping with axes"),
+    ],
+)
+def test_grid_more_errors(more, message):
+    base = {"model": {"family": "t5", "nonzero": 3000}, "data": {"amount": 4096}}
+    with pytest.raises(GridError, match=message):
+        Grid(base, more=more)
+
+
 def test_shipped_smoke_grids_load():
     for name in ("vit-smoke", "t5-smoke"):
         configs = load_grid(ROOT / "sweeps" / f"{name}.yaml").configs()
