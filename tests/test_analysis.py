@@ -466,6 +466,15 @@ def test_smoke_sized_store_fits_only_what_it_supports() -> None:
     assert "laws fitted: multiplier" in fits.summary()
 
 
+def test_fit_laws_fits_only_the_runs_inside_a_regime() -> None:
+    r = runs()  # D/N from 2**20 / 65536 = 16 to 2**22 / 16384 = 256
+    fits = analysis.fit_laws(r, ["chinchilla"], extrapolate=False, min_tokens_per_param=60.0)
+    kept = analysis.tokens_per_param(fits.runs)
+    assert kept.min() >= 60.0 and len(fits.runs) == np.sum(analysis.tokens_per_param(r) >= 60)
+    assert fits.fits["chinchilla"].n_points == np.sum(kept[fits.runs.S == 0.0] >= 60.0)
+    assert len(analysis.fit_laws(r, ["chinchilla"], extrapolate=False).runs) == len(r)
+
+
 @pytest.mark.parametrize(
     ("frame", "law", "reason"),
     [

@@ -9,7 +9,7 @@ byte-token (T5) or per image (ViT). Every figure goes through `plotting.figure`,
 the book's renderer, colours and axis conventions.
 
 Modules: `checks` (notebook parameters), `runs` (stores as runs, run tables), `fits` (law
-fits and their tables), `figures` (plotly figures), `provenance` (provenance tables). The
+fits and their tables), `regime` (D/N against the paper's), `figures` (plotly figures), `provenance` (provenance tables). The
 notebooks use them through this package: `from sparsekit import analysis; analysis.fit_laws`.
 """
 
@@ -58,6 +58,13 @@ from sparsekit.analysis.fits import (
     unsupported,
 )
 from sparsekit.analysis.provenance import SHA, provenance_summary, provenance_table
+from sparsekit.analysis.regime import (
+    PAPER_REGIME,
+    paper_minimum,
+    regime_table,
+    tokens_per_param,
+    within,
+)
 from sparsekit.analysis.runs import (
     FAMILIES,
     RUN_COLUMNS,
@@ -90,6 +97,7 @@ __all__ = [
     "N_TITLE",
     "PAPER",
     "PAPER_LEVELS",
+    "PAPER_REGIME",
     "PAPER_SCALE",
     "RUN_COLUMNS",
     "SHA",
@@ -120,6 +128,7 @@ __all__ = [
     "loss_vs_data",
     "loss_vs_size",
     "noise_floor",
+    "paper_minimum",
     "pattern_table",
     "pooled_sd",
     "predicted_vs_measured",
@@ -127,12 +136,15 @@ __all__ = [
     "provenance_summary",
     "provenance_table",
     "recipe_table",
+    "regime_table",
     "run_grid",
     "runs_from_table",
     "runs_table",
     "seed_spread",
     "sopt_map",
     "styled",
+    "tokens_per_param",
     "unsupported",
     "wall_time_figure",
+    "within",
 ]

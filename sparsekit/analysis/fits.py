@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from sparsekit import fitting
+from sparsekit.analysis.regime import within
 from sparsekit.analysis.runs import FAMILIES, Runs, _is_level
 from sparsekit.costs import dense_cost
 from sparsekit.laws import LAWS, PAPER_T5, PAPER_VIT, Law
@@ -100,14 +101,20 @@ def fit_laws(
     bootstrap: int = 0,
     seed: int = 0,
     extrapolate: bool = True,
+    min_tokens_per_param: float | None = None,
 ) -> LawFits:
     """Fit each law the runs support (log residuals, Huber delta DELTA); with `extrapolate`,
     also refit it without the largest size N and predict that size.
+
+    min_tokens_per_param: fit only the runs with D/N at or above this floor (tokens or images
+        per non-zero parameter; see `regime.within`, e.g. `regime.paper_minimum(family)` for
+        the paper's regime); None fits every run. The returned `runs` are the ones fitted.
 
     bootstrap: refits behind 95% intervals, for the sparse law only (the others would cost
     minutes each without being shown). Laws the runs cannot support are skipped, with the
     reason in `notes`.
     """
+    runs = within(runs, min_tokens_per_param)
     fits, extrapolations = {}, {}
     notes: dict[str, list[str]] = {}
     for law in laws:
