@@ -121,6 +121,11 @@ def test_load_runs_from_a_store_and_an_empty_one(tmp_path) -> None:
     coverage = analysis.coverage_table(loaded, reasons)
     assert coverage.loc["T5", "runs"] == 36 and coverage.loc["T5", "sizes N"] == 3
     assert coverage.loc["ViT", "runs"] == 0 and "has no runs" in coverage.loc["ViT", "source"]
+    # D/N from 2**20 / 65536 = 16 to 2**22 / 16384 = 256 tokens per non-zero parameter
+    assert (coverage.loc["T5", "D/N min"], coverage.loc["T5", "D/N max"]) == (16.0, 256.0)
+    assert coverage.loc["T5", "runs in the paper's range"] == 4  # 256 at 16384, 4 levels
+    assert coverage.loc["T5", "paper D/N min"] == analysis.PAPER_REGIME["t5"][0]
+    assert list(coverage.columns)[-1] == "source"
 
 
 def tiny_grid(tmp_path: Path) -> Path:

@@ -130,8 +130,11 @@ def load_families(stores: Mapping[str, str | Path]) -> tuple[dict[str, Runs], di
 
 
 def coverage_table(runs: Mapping[str, Runs], missing: Mapping[str, str]) -> pd.DataFrame:
-    """One row per family: the runs found, their distinct S, N and D, and the median
-    standard error of the loss relative to the loss (%); for `missing` families, why."""
+    """One row per family: the runs found, their distinct S, N and D, the median standard
+    error of the loss relative to the loss (%), and their D/N (min, median, max) beside the
+    paper's (`regime.regime_table`); for `missing` families, why."""
+    from sparsekit.analysis.regime import regime_table  # regime builds on this module
+
     rows = {}
     for r in runs.values():
         rows[r.label] = {
@@ -144,7 +147,11 @@ def coverage_table(runs: Mapping[str, Runs], missing: Mapping[str, str]) -> pd.D
         }
     for family, reason in missing.items():
         rows[FAMILIES.get(family, family)] = {"runs": 0, "source": reason}
-    return pd.DataFrame.from_dict(rows, orient="index")
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if not runs:
+        return table
+    regime = regime_table(runs).drop(columns="runs")
+    return table.join(regime)[[*table.columns[:-1], *regime.columns, "source"]]
 
 
 def run_grid(
