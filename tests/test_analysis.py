@@ -364,6 +364,7 @@ def test_loss_vs_data_has_a_panel_per_sparsity_and_a_line_per_size() -> None:
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis2.matches == "y"
     assert "nats per target byte-token" in fig.layout.yaxis.title.text
     assert "width=" in lines[0].hovertemplate and "wall time (s)=" in lines[0].hovertemplate
+    assert "D/N=" in lines[0].hovertemplate
 
 
 def test_loss_vs_size_has_a_line_per_data_amount() -> None:

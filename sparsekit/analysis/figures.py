@@ -49,7 +49,8 @@ N_TITLE = "non-zero non-embedding parameters N"
 
 
 def _hover(table: pd.DataFrame) -> tuple[list, str]:
-    """(customdata, hovertemplate) with each run's config, for `fig.add_scatter`."""
+    """(customdata, hovertemplate) with each run's config and its D/N (data per non-zero
+    parameter, the regime), for `fig.add_scatter`."""
     records = [
         {
             "key": row["key"],
@@ -58,6 +59,7 @@ def _hover(table: pd.DataFrame) -> tuple[list, str]:
             "N target": row.get("N_target"),
             "width": row.get("width"),
             "D": int(row["D"]),
+            "D/N": round(float(row["D"]) / float(row["N"]), 1),
             "steps": row.get("steps"),
             "loss": round(float(row["loss"]), 4),
             "loss SE": round(float(row.get("loss_se", np.nan)), 4),
