@@ -265,6 +265,28 @@ def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> No
     )
 
 
+def test_noise_by_slice_and_noise_of_the_fitted_runs(tmp_path) -> None:
+    grid, check = Store(tmp_path / "grid"), Store(tmp_path / "seeds")
+    # Two slices: at 2**20 tokens two points with seed SDs 0.1 and 0.3 (2 runs each), at
+    # 2**22 one point with SD 0.02 (3 runs).
+    for S, D, losses in ((0.0, 2**20, (3.0, 3.1 + 0.1 * 2**0.5 - 0.1)), (0.5, 2**20, (2.0, 2.0)),
+                         (0.0, 2**22, (2.0, 2.02, 2.04))):
+        for seed, loss in enumerate(losses):
+            store = grid if seed == 0 else check
+            store.put({**row(S, 16384, D), "key": f"{S}-{D}-{seed}", "loss": loss,
+                       "config.seed": seed, "config.data.seed": seed})
+    grid_runs = analysis.load_runs(grid.path)
+    spread = analysis.seed_spread([check.path], grid=grid_runs)
+    table = analysis.noise_by_slice(spread)
+    assert list(table.index) == [2**20, 2**22] and list(table["points"]) == [2, 1]
+    sd_short = np.std([3.0, 3.1 + 0.1 * 2**0.5 - 0.1], ddof=1)  # the S = 0.5 pair has SD 0
+    assert table.loc[2**20, "seed SD"] == pytest.approx(np.sqrt(sd_short**2 / 2))
+    assert table.loc[2**22, "seed SD"] == pytest.approx(0.02)
+    long_runs = grid_runs.select(grid_runs.D == 2**22)
+    assert analysis.noise_of(spread, long_runs) == pytest.approx(0.02)
+    assert np.isnan(analysis.noise_of(spread, grid_runs.select(grid_runs.D == 1)))
+
+
 # --- notebook parameters ------------------------------------------------------------------
 
 

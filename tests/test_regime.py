@@ -10,6 +10,7 @@ from sparsekit.analysis.regime import (
     PAPER_REGIME,
     paper_minimum,
     regime_table,
+    resolve_minimum,
     tokens_per_param,
     within,
 )
@@ -65,3 +66,12 @@ def test_paper_t5_regime_matches_its_released_data():
     assert ratio.min() == pytest.approx(low, abs=0.5)
     assert np.median(ratio) == pytest.approx(mid, abs=0.5)
     assert ratio.max() == pytest.approx(high, abs=0.5)
+
+
+def test_resolve_minimum():
+    assert resolve_minimum("paper", "t5") == PAPER_REGIME["t5"][0]
+    assert resolve_minimum("paper", "vit") == PAPER_REGIME["vit"][0]
+    assert resolve_minimum(0, "t5") == 0.0 and resolve_minimum(100.5, "vit") == 100.5
+    for bad in ("papers", -1, True, np.nan, None):
+        with pytest.raises(ValueError, match="min_tokens_per_param must be 'paper'"):
+            resolve_minimum(bad, "t5")

@@ -36,6 +36,20 @@ def paper_minimum(family: str) -> float:
     return PAPER_REGIME[family][0]
 
 
+def resolve_minimum(value: float | str, family: str, name: str = "min_tokens_per_param") -> float:
+    """A notebook's D/N floor for one family: "paper" gives `paper_minimum(family)`, a number
+    >= 0 is taken as it is. ValueError naming the parameter `name` otherwise."""
+    if value == "paper":
+        return paper_minimum(family)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        np.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"{name} must be 'paper' (the paper's smallest D/N per family) or a "
+                         f"number >= 0 of tokens (or images) per non-zero parameter, got "
+                         f"{value!r}")
+    return float(value)
+
+
 def tokens_per_param(runs: Runs) -> np.ndarray:
     """D/N of each run: tokens (T5) or images (ViT) per non-zero non-embedding parameter."""
     return runs.D / runs.N

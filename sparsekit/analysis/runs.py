@@ -369,6 +369,31 @@ def noise_floor(spread: pd.DataFrame) -> str:
     )
 
 
+def noise_by_slice(spread: pd.DataFrame) -> pd.DataFrame:
+    """The seed SD per data slice: one row per data amount D of the grid-recipe rows of a
+    `seed_spread` table made with `grid`, with the points and runs it pools and their pooled
+    SD (nats). The seed noise falls as runs get longer, so one pooled number over slices hides
+    it: a fit is judged against the noise of the slices it fits (`noise_of`)."""
+    ours = spread[spread["grid recipe"]]
+    rows = {
+        d: {"points": len(g), "runs": int(g["runs"].sum()), "seed SD": pooled_sd(g)}
+        for d, g in ours.groupby("D")
+    }
+    table = pd.DataFrame.from_dict(rows, orient="index", columns=["points", "runs", "seed SD"])
+    table.index.name = "D"
+    return table
+
+
+def noise_of(spread: pd.DataFrame, runs: Runs) -> float:
+    """The seed SD pooled over the grid-recipe rows of a `seed_spread` table whose point
+    (S, N target, D) is one of `runs`: the noise of the runs a fit rests on (NaN if none)."""
+    ours = spread[spread["grid recipe"]]
+    fitted = set(zip(runs.S, runs.size, runs.D, strict=True))
+    at = [(s, n, d) in fitted for s, n, d in zip(ours["S"], ours["N target"], ours["D"],
+                                                  strict=True)]
+    return pooled_sd(ours[at])
+
+
 def styled(table: pd.DataFrame, digits: int = 4) -> Styler:
     """`table` for display: floats to `digits` significant digits, blanks for missing, all
     rows shown (a pandas Styler)."""
