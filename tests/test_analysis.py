@@ -453,6 +453,20 @@ def test_full_grid_fits_back_the_law_with_intervals(full_fits) -> None:
     assert full_fits.extrapolations["sparse"].diagnostics.max_abs_relative_error < 1e-3
 
 
+def test_heldout_table_predicts_runs_never_fitted(full_fits) -> None:
+    # Held-out runs drawn from LAW at 4x the largest N: the sparse fit (to exact LAW data)
+    # predicts them closely; Chinchilla predicts only the dense one.
+    held = runs(pd.DataFrame([row(0.0, 262144, 2**22), row(0.75, 262144, 2**22)]))
+    table = analysis.heldout_table({"all runs": full_fits}, held, noise=0.01)
+    sparse = table[table["law"] == "sparse law"]
+    assert list(sparse["S"]) == [0.0, 0.75] and (sparse["fit"] == "all runs").all()
+    assert sparse["error (%)"].abs().max() < 1.0
+    np.testing.assert_allclose(sparse["error / noise"], sparse["error"] / 0.01)
+    np.testing.assert_allclose(sparse["D/N"], 2**22 / 262144)
+    chinchilla = table[table["law"] == "Chinchilla (dense runs)"]
+    assert list(chinchilla["S"]) == [0.0]
+
+
 def test_comparison_table_and_panels(full_fits) -> None:
     table = analysis.comparison_table(full_fits)
     assert list(table.index) == ["sparse law", "Chinchilla (dense runs)"]

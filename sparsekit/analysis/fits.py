@@ -201,6 +201,32 @@ def comparison_table(fits: LawFits) -> pd.DataFrame:
     return table[[c for c in table if c != "note"] + ["note"]] if rows else table
 
 
+def heldout_table(fits: Mapping[str, LawFits], heldout: Runs, noise: float = np.nan
+                  ) -> pd.DataFrame:
+    """Predictions of runs no fit has seen: one row per (fit, law, held-out run) with the run's
+    S, N, D and D/N, its measured and predicted loss, the error (predicted - measured, in the
+    family's loss units and in % of the measured loss) and the error in units of `noise` (a
+    seed SD, nats). `fits` maps a label (e.g. "all runs") to the fits of one family. A law that
+    cannot predict a run (Chinchilla at S > 0, a multiplier for a level it has not seen) is
+    left out for that run."""
+    rows = []
+    for label, f in fits.items():
+        for law, fit in f.fits.items():
+            for i in range(len(heldout)):
+                S, N, D, loss = (float(a[i]) for a in _arrays(heldout))
+                try:
+                    predicted = float(fit.law.predict(S, N, D))
+                except ValueError:  # this law has nothing to say at this S
+                    continue
+                rows.append({
+                    "fit": label, "law": LAW_LABELS[law], "S": S, "N": N, "D": D,
+                    "D/N": D / N, "measured": loss, "predicted": predicted,
+                    "error": predicted - loss, "error (%)": 100 * (predicted - loss) / loss,
+                    "error / noise": (predicted - loss) / noise,
+                })
+    return pd.DataFrame(rows)
+
+
 def coefficient_table(fit: fitting.FitResult, paper: Law) -> pd.DataFrame:
     """The fitted coefficients with their 95% bootstrap intervals (when computed) next to the
     paper's. N in non-zero parameters, D in tokens or images, as in the paper."""
