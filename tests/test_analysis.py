@@ -467,6 +467,25 @@ def test_heldout_table_predicts_runs_never_fitted(full_fits) -> None:
     assert list(chinchilla["S"]) == [0.0]
 
 
+def test_fit_regimes_and_noise_table(tmp_path) -> None:
+    grid, check = Store(tmp_path / "grid"), Store(tmp_path / "seeds")
+    for r in make_table(levels=(0.0,)).to_dict("records"):
+        grid.put(r)
+    point = row(0.0, 16384, 2**22)  # D/N 256: inside both fits
+    for seed, shift in ((1, 0.01), (2, -0.01)):
+        check.put({**point, "key": f"seed{seed}", "loss": point["loss"] + shift,
+                   "config.seed": seed, "config.data.seed": seed})
+    r = analysis.load_runs(grid.path)
+    fits = analysis.fit_regimes(r, 100.0, laws=["chinchilla"], extrapolate=False)
+    assert list(fits) == [analysis.ALL_RUNS, "D/N >= 100"]
+    assert len(fits["D/N >= 100"].runs) == np.sum(analysis.tokens_per_param(r) >= 100)
+    table = analysis.noise_table(fits, analysis.seed_spread([check.path], grid=r))
+    assert list(table.index) == [(analysis.ALL_RUNS, "Chinchilla (dense runs)"),
+                                 ("D/N >= 100", "Chinchilla (dense runs)")]
+    np.testing.assert_allclose(table["seed SD"], 0.01)  # SD of (L, L + 0.01, L - 0.01)
+    np.testing.assert_allclose(table["RMSE / seed SD"], table["RMSE"] / 0.01)
+
+
 def test_comparison_table_and_panels(full_fits) -> None:
     table = analysis.comparison_table(full_fits)
     assert list(table.index) == ["sparse law", "Chinchilla (dense runs)"]

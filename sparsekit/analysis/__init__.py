@@ -41,6 +41,7 @@ from sparsekit.analysis.figures import (
     wall_time_figure,
 )
 from sparsekit.analysis.fits import (
+    ALL_RUNS,
     DELTA,
     HOLD_OUT_WITHIN,
     LAW_LABELS,
@@ -53,8 +54,11 @@ from sparsekit.analysis.fits import (
     comparison_table,
     dense_equivalent_table,
     fit_laws,
+    fit_regimes,
     heldout_table,
+    in_range_label,
     law_points,
+    noise_table,
     project_scale,
     unsupported,
 )
@@ -90,6 +94,7 @@ from sparsekit.analysis.runs import (
 )
 
 __all__ = [
+    "ALL_RUNS",
     "DASHES",
     "DELTA",
     "FAMILIES",
@@ -125,7 +130,9 @@ __all__ = [
     "dense_equivalent_table",
     "describe_sweep",
     "fit_laws",
+    "fit_regimes",
     "heldout_table",
+    "in_range_label",
     "law_points",
     "load_families",
     "load_runs",
@@ -135,6 +142,7 @@ __all__ = [
     "noise_by_slice",
     "noise_floor",
     "noise_of",
+    "noise_table",
     "paper_minimum",
     "pattern_table",
     "pooled_sd",

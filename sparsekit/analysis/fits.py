@@ -13,7 +13,7 @@ import pandas as pd
 
 from sparsekit import fitting
 from sparsekit.analysis.regime import within
-from sparsekit.analysis.runs import FAMILIES, Runs, _is_level
+from sparsekit.analysis.runs import FAMILIES, Runs, _is_level, noise_of
 from sparsekit.costs import dense_cost
 from sparsekit.laws import LAWS, PAPER_T5, PAPER_VIT, Law
 
@@ -168,6 +168,44 @@ def fit_laws(
             notes[law].append("no extrapolation: the fit without the largest N is degenerate")
     joined = {law: "; ".join(lines) for law, lines in notes.items() if lines}
     return LawFits(runs, fits, extrapolations, joined)
+
+
+ALL_RUNS = "all runs"  # the label of a fit to every run of a family
+
+
+def in_range_label(min_tokens_per_param: float) -> str:
+    """The label of a fit to the runs with D/N >= min_tokens_per_param."""
+    return f"D/N >= {min_tokens_per_param:g}"
+
+
+def fit_regimes(runs: Runs, min_tokens_per_param: float, **kw: Any) -> dict[str, LawFits]:
+    """Two fits side by side: every run (ALL_RUNS), and the runs with D/N at or above the
+    floor (`in_range_label`), e.g. the paper's regime. kw go to `fit_laws`."""
+    return {
+        ALL_RUNS: fit_laws(runs, **kw),
+        in_range_label(min_tokens_per_param): fit_laws(
+            runs, min_tokens_per_param=min_tokens_per_param, **kw
+        ),
+    }
+
+
+def noise_table(fits: Mapping[str, LawFits], spread: pd.DataFrame) -> pd.DataFrame:
+    """Each fit judged against the noise of the runs it rests on: one row per (fit, law) with
+    its RMSE, the seed SD pooled over the rerun points among its runs (`runs.noise_of`, from a
+    `seed_spread` table made with `grid`) and their ratio. A ratio near 1 is as good as these
+    runs allow; well above 2, the law misses more than the noise explains."""
+    rows = {}
+    for label, f in fits.items():
+        for law, fit in f.fits.items():
+            sd = noise_of(spread, law_points(f.runs, law))
+            rows[label, LAW_LABELS[law]] = {
+                "runs": fit.n_points, "RMSE": fit.diagnostics.rmse, "seed SD": sd,
+                "RMSE / seed SD": fit.diagnostics.rmse / sd,
+            }
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if rows:
+        table.index.names = ["fit", "law"]
+    return table
 
 
 def comparison_table(fits: LawFits) -> pd.DataFrame:
