@@ -476,12 +476,12 @@ def test_fit_regimes_and_noise_table(tmp_path) -> None:
         check.put({**point, "key": f"seed{seed}", "loss": point["loss"] + shift,
                    "config.seed": seed, "config.data.seed": seed})
     r = analysis.load_runs(grid.path)
-    fits = analysis.fit_regimes(r, 100.0, laws=["chinchilla"], extrapolate=False)
-    assert list(fits) == [analysis.ALL_RUNS, "D/N >= 100"]
-    assert len(fits["D/N >= 100"].runs) == np.sum(analysis.tokens_per_param(r) >= 100)
+    fits = analysis.fit_regimes(r, 30.0, laws=["chinchilla"], extrapolate=False)
+    assert list(fits) == [analysis.ALL_RUNS, "D/N >= 30"]
+    assert len(fits["D/N >= 30"].runs) == np.sum(analysis.tokens_per_param(r) >= 30) == 8
     table = analysis.noise_table(fits, analysis.seed_spread([check.path], grid=r))
     assert list(table.index) == [(analysis.ALL_RUNS, "Chinchilla (dense runs)"),
-                                 ("D/N >= 100", "Chinchilla (dense runs)")]
+                                 ("D/N >= 30", "Chinchilla (dense runs)")]
     np.testing.assert_allclose(table["seed SD"], 0.01)  # SD of (L, L + 0.01, L - 0.01)
     np.testing.assert_allclose(table["RMSE / seed SD"], table["RMSE"] / 0.01)
 
