@@ -128,6 +128,19 @@ def test_load_runs_from_a_store_and_an_empty_one(tmp_path) -> None:
     assert list(coverage.columns)[-1] == "source"
 
 
+def test_load_stores_joins_stores_and_counts_a_run_once(tmp_path) -> None:
+    a, b = Store(tmp_path / "a"), Store(tmp_path / "b")
+    a.put(row(0.0, 16384, 2**20))
+    b.put(row(0.0, 16384, 2**20))  # the same run in both
+    b.put(row(0.5, 16384, 2**20))
+    b.put(row(0.5, 16384, 2**20, family="vit", key="v"))
+    joined = analysis.load_stores([a.path, b.path], family="t5")
+    assert len(joined) == 2 and list(joined.S) == [0.0, 0.5]
+    assert analysis.load_stores([tmp_path / "none"], family="t5") is None
+    assert analysis.load_stores([a.path], family="vit") is None
+    assert analysis.load_stores([], family="t5") is None
+
+
 def tiny_grid(tmp_path: Path) -> Path:
     """A 4-run T5 grid file (S 0 and 0.5 x N 4000 and 16000, 8,192 tokens)."""
     grid = tmp_path / "grid.yaml"

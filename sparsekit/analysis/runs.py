@@ -118,6 +118,17 @@ def load_runs(store: str | Path, *, family: str | None = None) -> Runs:
     )
 
 
+def load_stores(stores: Sequence[str | Path], *, family: str) -> Runs | None:
+    """The finished `family` runs of several stores as one set (a run kept in two stores
+    counts once); None when they hold none."""
+    frames = [load(store, allow_empty=True) for store in stores]
+    frame = pd.concat([f for f in frames if not f.empty] or [pd.DataFrame()], ignore_index=True)
+    if frame.empty or not (frame.get("family") == family).any():
+        return None
+    frame = frame.drop_duplicates("key")
+    return runs_from_table(frame, source=", ".join(map(str, stores)), family=family)
+
+
 def load_families(stores: Mapping[str, str | Path]) -> tuple[dict[str, Runs], dict[str, str]]:
     """(family -> runs, family -> why not loaded) for stores given by family."""
     runs, missing = {}, {}
