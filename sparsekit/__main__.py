@@ -4,13 +4,16 @@
     python -m sparsekit sweep sweeps/vit-smoke.yaml --store results/vit-smoke --workers 2
 
 Bad input (an invalid config, grid or store) prints one line naming the problem and exits
-with status 2; a run that fails exits with status 1.
+with status 2; a run that fails exits with status 1. Ctrl-C prints one line (for a sweep: what
+finished, what was interrupted, and the command that resumes it) and exits with status 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import warnings
 from typing import Any
 
 # Columns of the sweep summary, in order (those the rows have).
@@ -175,17 +178,48 @@ def sweep(args: argparse.Namespace) -> int:
     return 1 if len(bad) else 0
 
 
+def resume_command(args: argparse.Namespace) -> str:
+    """The command that resumes an interrupted sweep: the same grid, store and executor,
+    reusing the runs that finished (so without --recompute)."""
+    words = ["python", "-m", "sparsekit", "sweep", args.grid, "--store", args.store]
+    if args.workers != 1:
+        words += ["--workers", str(args.workers)]
+    if args.scheduler:
+        words += ["--scheduler", args.scheduler]
+    if args.retry_failed:
+        words.append("--retry-failed")
+    return shlex.join(words)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m sparsekit` and the `sparsekit` script; returns the status."""
     p = parser()
     args = p.parse_args(argv)
-    from sparsekit.store import StoreBusyError
+    from sparsekit.store import DamagedResultWarning, StoreBusyError
+    from sparsekit.sweep import SweepInterrupted
+
+    name = f"sparsekit {args.command}"
+    default_show = warnings.showwarning
+
+    def show(message, category, *rest, **kw) -> None:  # a set-aside run file: one line
+        if issubclass(category, DamagedResultWarning):
+            print(f"{name}: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, *rest, **kw)
 
     try:
-        return {"train": train, "sweep": sweep}[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return {"train": train, "sweep": sweep}[args.command](args)
     except (ValueError, OSError, StoreBusyError) as e:  # bad input: one line, no traceback
-        print(f"sparsekit {args.command}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         return 2
+    except SweepInterrupted as e:
+        print(f"{name}: {e}; to resume: {resume_command(args)}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted (Ctrl-C); nothing was stored", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

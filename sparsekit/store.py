@@ -3,6 +3,7 @@
 Layout of a store directory DIR:
 
     DIR/runs/<key>.json   the full result of one run (curves included): the source of truth
+    DIR/runs/damaged/     run files that were not valid results, set aside (never deleted)
     DIR/results.parquet   one row per run, scalar columns only, rebuilt from the JSON files
     DIR/.lock             held (flock) by the one process that writes, e.g. a running sweep
 
@@ -10,6 +11,11 @@ Layout of a store directory DIR:
 directory, fsync, os.replace), so a killed writer leaves either the old file or the new one,
 plus at worst a stray `.*.tmp` file that readers ignore and the next writer removes. The JSON
 is strict (NaN and infinities are written as null), so any JSON reader can use it.
+
+A run file damaged from outside (truncated, emptied to `{}`, not a result) never blocks the
+store: readers skip it with a `DamagedResultWarning` naming it (or raise `DamagedResultError`
+when strict), and the writer moves it to `runs/damaged/` (`set_aside`), so a sweep runs that
+point again.
 
 Table columns: every scalar of the result row; nested dicts are flattened with dots
 (`config.optim.lr`, `versions.jax`, `machine.host`); lists inside the config are JSON text;
@@ -25,18 +31,52 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 RUNS = "runs"
+DAMAGED = "damaged"  # inside RUNS: run files that were not valid results, set aside
 TABLE = "results.parquet"
 CURVES = ("curve", "val_curve")  # list-valued result fields kept out of the table
 _TMP_SUFFIX = ".tmp"
 
 
+STATUSES = ("ok", "failed")  # a result's `status`
+
+
 class StoreBusyError(RuntimeError):
     """Another process holds the store's write lock."""
+
+
+class DamagedResultError(ValueError):
+    """A run file that is not a valid result (the message names the file and what is wrong)."""
+
+
+class DamagedResultWarning(UserWarning):
+    """A run file that is not a valid result was skipped or set aside."""
+
+
+def result_problem(result: Any, key: str) -> str | None:
+    """What makes `result` (a parsed run file named `key`) not a valid result, or None.
+
+    A result is a JSON object with its own `key`, a `config` object and a `status` of
+    STATUSES; a finished ("ok") one also has its `loss`."""
+    if not isinstance(result, dict):
+        return f"holds a JSON {type(result).__name__}, not an object"
+    missing = [name for name in ("key", "config", "status") if name not in result]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if result["key"] != key:
+        return f"holds the result of key {result['key']!r}, not {key!r}"
+    if not isinstance(result["config"], dict):
+        return "has a config that is not an object"
+    if result["status"] not in STATUSES:
+        return f"has status {result['status']!r}, not one of {list(STATUSES)}"
+    if result["status"] == "ok" and "loss" not in result:
+        return "is a finished run without a loss"
+    return None
 
 
 def strict_json(value: Any) -> Any:
@@ -68,8 +108,12 @@ def _write_atomic(path: Path, write: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    # Make the rename itself durable (a crash after replace must not resurrect the old file).
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _sync_dir(path.parent)
+
+
+def _sync_dir(path: Path) -> None:
+    """Make renames in directory `path` durable (a crash must not resurrect an old file)."""
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
@@ -133,19 +177,59 @@ class Store:
         return sorted(p.stem for p in self.runs.glob("*.json") if not p.name.startswith("."))
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored result for `key`, or None."""
+        """The stored result for `key`, or None; DamagedResultError naming the file if it
+        is not a valid result (see `result_problem`)."""
+        path = self._file(key)
         try:
-            text = self._file(key).read_text()
+            text = path.read_text()
         except FileNotFoundError:
             return None
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{self._file(key)}: not a valid result file ({e})") from e
+            result = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DamagedResultError(f"{path}: not a valid result file (not JSON: {e})") from None
+        problem = result_problem(result, key)
+        if problem:
+            raise DamagedResultError(f"{path}: not a valid result file (it {problem})")
+        return result
 
-    def results(self) -> list[dict[str, Any]]:
-        """Every stored result, in key order."""
-        return [r for r in map(self.get, self.keys()) if r is not None]
+    def results(self, *, strict: bool = True) -> list[dict[str, Any]]:
+        """Every stored result, in key order. A damaged run file raises DamagedResultError
+        when `strict`; otherwise it is skipped with a DamagedResultWarning naming it."""
+        results = []
+        for key in self.keys():
+            try:
+                result = self.get(key)
+            except DamagedResultError as e:
+                if strict:
+                    raise
+                warnings.warn(f"skipped {e}", DamagedResultWarning, stacklevel=2)
+                continue
+            if result is not None:  # None: removed since keys() listed it
+                results.append(result)
+        return results
+
+    def set_aside(self) -> list[Path]:
+        """Move every damaged run file to runs/damaged/ (never deleted; an earlier file of the
+        same name is kept too), with a DamagedResultWarning naming each; returns the new
+        paths. For the writer: the points become missing, so a sweep runs them again."""
+        moved = []
+        for key in self.keys():
+            try:
+                self.get(key)
+            except DamagedResultError as e:
+                aside = self.runs / DAMAGED
+                aside.mkdir(exist_ok=True)
+                target, n = aside / f"{key}.json", 1
+                while target.exists():
+                    target, n = aside / f"{key}.{n}.json", n + 1
+                os.rename(self._file(key), target)
+                _sync_dir(self.runs)
+                _sync_dir(aside)
+                warnings.warn(f"{e}; moved to {target}, the point counts as missing",
+                              DamagedResultWarning, stacklevel=2)
+                moved.append(target)
+        return moved
 
     def put(self, result: dict[str, Any]) -> None:
         """Store one result (replacing any run with the same key), atomically."""
@@ -194,12 +278,13 @@ class Store:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def load(store: str | os.PathLike | Store, *, allow_empty: bool = False):
+def load(store: str | os.PathLike | Store, *, allow_empty: bool = False, strict: bool = False):
     """Every run of a store as a pandas DataFrame, one row per run (read from the JSON files,
     the source of truth). An empty or missing store is a ValueError naming its path, unless
-    `allow_empty` (then an empty DataFrame)."""
+    `allow_empty` (then an empty DataFrame). A damaged run file is skipped with a
+    DamagedResultWarning naming it, or raises DamagedResultError when `strict`."""
     store = store if isinstance(store, Store) else Store(store)
-    results = store.results()
+    results = store.results(strict=strict)
     if not results and not allow_empty:
         raise ValueError(
             f"results store {store.path} has no runs (run a sweep into it first, "

@@ -16,7 +16,8 @@ full product (e.g. long data amounts only at the sizes where they reach a regime
 in this process (workers=1), in `workers` spawned processes (one fresh process per run, so a
 crash or an out-of-memory kill fails that run only), or on a Dask cluster (`scheduler`). In
 every case results come back to this process, which alone writes the store, one run at a time:
-killing a sweep loses at most the runs in flight, and running it again resumes.
+killing a sweep loses at most the runs in flight, and running it again resumes. Ctrl-C stops
+it the same way and raises `SweepInterrupted`, which says what finished and what was lost.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import math
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -48,6 +50,11 @@ Done = Iterator[dict[str, Any]]  # results, as runs finish
 
 class GridError(ValueError):
     """A grid spec that cannot produce valid configs; raised when the grid is built."""
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: the finished runs are stored, the runs in flight are lost;
+    the message says which (one line). Running the sweep again resumes."""
 
 
 # --- config overrides by dotted name --------------------------------------------------------
@@ -276,9 +283,12 @@ def _train_run(cfg: RunConfig) -> dict[str, Any]:
 # --- executors: each yields results as runs finish -----------------------------------------
 
 
-def _in_process(todo: list[RunConfig], runner: Runner) -> Done:
+def _in_process(todo: list[RunConfig], runner: Runner, running: dict[str, RunConfig]) -> Done:
     for cfg in todo:
-        yield run_one(runner, cfg)
+        running[cfg.key()] = cfg
+        result = run_one(runner, cfg)
+        del running[cfg.key()]
+        yield result
 
 
 def _exit_with(parent: int) -> None:
@@ -294,27 +304,47 @@ def _child(runner: Runner, cfg: RunConfig, conn: Any, parent: int) -> None:
     conn.close()
 
 
-def _in_processes(todo: list[RunConfig], runner: Runner, workers: int) -> Done:
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT meanwhile (main thread only). A process started now inherits that, so
+    Ctrl-C, which the terminal sends to every process of the group, reaches the sweep alone;
+    the sweep then kills its workers (no traceback from each of them)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _in_processes(
+    todo: list[RunConfig], runner: Runner, running: dict[str, RunConfig], workers: int
+) -> Done:
     """Up to `workers` runs at a time, each in a fresh spawned process (fork is unsafe once
     JAX has started threads)."""
     from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("spawn")
-    queue, running = list(reversed(todo)), {}
+    queue, procs = list(reversed(todo)), {}
     try:
-        while queue or running:
-            while queue and len(running) < workers:
+        while queue or procs:
+            while queue and len(procs) < workers:
                 cfg = queue.pop()
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(
                     target=_child, args=(runner, cfg, send, os.getpid()), daemon=True
                 )
                 start = time.perf_counter()
-                proc.start()
+                with _sigint_ignored():
+                    proc.start()
                 send.close()  # so that recv sees EOF when the child dies
-                running[recv] = (cfg, proc, start)
-            for conn in wait(list(running)):
-                cfg, proc, start = running.pop(conn)
+                procs[recv] = (cfg, proc, start)
+                running[cfg.key()] = cfg
+            for conn in wait(list(procs)):
+                cfg, proc, start = procs.pop(conn)
+                del running[cfg.key()]
                 try:
                     result = conn.recv()
                 except EOFError:  # the child died without sending
@@ -327,14 +357,18 @@ def _in_processes(todo: list[RunConfig], runner: Runner, workers: int) -> Done:
                     time.perf_counter() - start,
                 )
     finally:
-        for _, proc, _ in running.values():
+        for _, proc, _ in procs.values():
             proc.kill()
             proc.join()
 
 
-def _on_dask(todo: list[RunConfig], runner: Runner, scheduler: str, workers: int) -> Done:
+def _on_dask(
+    todo: list[RunConfig], runner: Runner, running: dict[str, RunConfig], scheduler: str,
+    workers: int,
+) -> Done:
     """Runs as Dask tasks: on the cluster at `scheduler` (an address such as
-    "tcp://host:8786"), or on a LocalCluster of `workers` single-threaded processes."""
+    "tcp://host:8786"), or on a LocalCluster of `workers` single-threaded processes. Every
+    submitted run counts as in flight until it finishes."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     with contextlib.ExitStack() as stack:
@@ -348,11 +382,13 @@ def _on_dask(todo: list[RunConfig], runner: Runner, scheduler: str, workers: int
         else:
             client = stack.enter_context(Client(scheduler))
         futures = {client.submit(run_one, runner, cfg, pure=False): cfg for cfg in todo}
+        running.update((cfg.key(), cfg) for cfg in todo)
         for future in as_completed(futures):
             try:
                 result = future.result()
             except Exception as e:  # e.g. KilledWorker after repeated worker crashes
                 result = failed(futures[future], f"dask: {type(e).__name__}: {e}")
+            del running[futures[future].key()]
             yield result
 
 
@@ -408,6 +444,7 @@ def sweep(
     runner = runner or _train_run
     with store.lock():
         store.clean()
+        store.set_aside()  # damaged run files: moved to runs/damaged/, their points rerun
         stored = {r["key"]: r for r in store.results()}
         store.write_table(stored.values())  # repairs a table left stale by a killed sweep
         todo = [c for c in configs if _needs_run(stored.get(c.key()), reuse, retry_failed)]
@@ -417,23 +454,44 @@ def sweep(
                 f"{store.path}, {len(todo)} to run",
                 file=sys.stderr,
             )
+        running: dict[str, RunConfig] = {}  # the executor's runs in flight, by key
         if scheduler is not None:
-            done = _on_dask(todo, runner, scheduler, workers)
+            done = _on_dask(todo, runner, running, scheduler, workers)
         elif workers > 1:
-            done = _in_processes(todo, runner, workers)
+            done = _in_processes(todo, runner, running, workers)
         else:
-            done = _in_process(todo, runner)
-        with (
-            tqdm(total=len(todo), desc=name, unit="run", disable=not progress) as bar,
-            contextlib.closing(done),
-        ):
-            for result in done:
-                store.put(result)
-                stored[result["key"]] = result
-                store.write_table(stored.values())
-                bar.update()
-                if result["status"] == "ok":
-                    bar.set_postfix_str(f"last loss {result['loss']:.4g}")
-                else:
-                    bar.write(f"failed: {_describe(result)}: {result['error']}")
+            done = _in_process(todo, runner, running)
+        finished = 0
+        try:
+            with (
+                tqdm(total=len(todo), desc=name, unit="run", disable=not progress) as bar,
+                contextlib.closing(done),
+            ):
+                for result in done:
+                    store.put(result)
+                    stored[result["key"]] = result
+                    store.write_table(stored.values())
+                    finished += 1
+                    bar.update()
+                    if result["status"] == "ok":
+                        bar.set_postfix_str(f"last loss {result['loss']:.4g}")
+                    else:
+                        bar.write(f"failed: {_describe(result)}: {result['error']}")
+        except KeyboardInterrupt:
+            raise SweepInterrupted(
+                _interrupted(name, store, finished, len(todo), list(running.values()))
+            ) from None
     return table(stored[c.key()] for c in configs)
+
+
+def _interrupted(
+    name: str, store: Store, finished: int, todo: int, running: list[RunConfig]
+) -> str:
+    """One line for a sweep stopped by Ctrl-C: what finished, what was lost."""
+    lost = ", ".join(_describe({"key": c.key(), "config": c.to_dict()}) for c in running[:3])
+    more = f" and {len(running) - 3} more" if len(running) > 3 else ""
+    flight = f"interrupted {lost}{more}" if running else "no run was in flight"
+    return (
+        f"{name}: interrupted: {finished} of {todo} runs finished and stored in {store.path}; "
+        f"{flight}; {todo - finished - len(running)} not started"
+    )

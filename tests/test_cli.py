@@ -136,3 +136,49 @@ def test_sweep_bad_input(capsys, tmp_path):
     )
     code, _, err = run(capsys, "sweep", str(grid), "--store", "s", "--workers", "x")
     assert code == 2 and "--workers" in err
+
+
+SWEEP_GRID = (
+    "base: {model: {family: vit}, data: {amount: 256, batch: 32, eval_examples: 32}}\n"
+    "axes: {sparsity.target: [0.0, 0.5], model.nonzero: [3000, 4000]}\n"
+)
+
+
+@pytest.mark.parametrize("damage", ['{"key": "trunc', "{}", "[]"])
+def test_sweep_sets_a_damaged_run_file_aside_in_one_line_and_reruns_it(
+    capsys, tmp_path, monkeypatch, damage
+):
+    import sparsekit.sweep
+    from tests.test_sweep import toy_run
+
+    monkeypatch.setattr(sparsekit.sweep, "_train_run", toy_run)  # no real training
+    grid, store = tmp_path / "g.yaml", tmp_path / "store"
+    grid.write_text(SWEEP_GRID)
+    assert run(capsys, "sweep", str(grid), "--store", str(store))[0] == 0
+    path = sorted((store / "runs").glob("*.json"))[0]
+    path.write_text(damage)
+    code, _, err = run(capsys, "sweep", str(grid), "--store", str(store))
+    assert code == 0 and "Traceback" not in err
+    aside = store / "runs" / "damaged" / path.name
+    [warning] = [line for line in err.splitlines() if "warning" in line]
+    assert warning.startswith(f"sparsekit sweep: warning: {path}: not a valid result file (")
+    assert warning.endswith(f"; moved to {aside}, the point counts as missing")
+    assert aside.read_text() == damage and path.is_file()
+    assert "3 reused" in err and "1 to run" in err
+
+
+def test_ctrl_c_in_a_sweep_prints_one_line_with_the_resume_command(capsys, monkeypatch):
+    import sparsekit.sweep
+
+    def interrupted(*args, **kw):
+        raise sparsekit.sweep.SweepInterrupted("g: interrupted: 1 of 3 runs finished")
+
+    monkeypatch.setattr(sparsekit.sweep, "load_grid", lambda path: None)
+    monkeypatch.setattr(sparsekit.sweep, "sweep", interrupted)
+    code, out, err = run(capsys, "sweep", "g.yaml", "--store", "my store", "--workers", "2",
+                         "--recompute")
+    assert code == 130 and out == ""
+    assert err == (
+        "sparsekit sweep: g: interrupted: 1 of 3 runs finished; to resume: "
+        "python -m sparsekit sweep g.yaml --store 'my store' --workers 2\n"
+    )

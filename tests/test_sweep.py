@@ -20,8 +20,15 @@ import pandas as pd
 import pytest
 
 from sparsekit.config import RunConfig
-from sparsekit.store import TABLE, Store, StoreBusyError, load
-from sparsekit.sweep import Grid, GridError, load_grid, make_config, sweep
+from sparsekit.store import (
+    TABLE,
+    DamagedResultError,
+    DamagedResultWarning,
+    Store,
+    StoreBusyError,
+    load,
+)
+from sparsekit.sweep import Grid, GridError, SweepInterrupted, load_grid, make_config, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"model": {"family": "vit"}, "data": {"amount": 256, "batch": 32, "eval_examples": 32}}
@@ -242,10 +249,12 @@ def test_table_is_in_key_order_and_not_rewritten_when_unchanged(tmp_path):
 
 
 def test_table_keeps_a_mixed_type_column_as_text(tmp_path):
-    grid = Grid(base=BASE, axes={"model.nonzero": [1000], "data.options.tag": [1, "one"]})
-    sweep(grid, tmp_path, runner=toy_run, progress=False)
+    store = Store(tmp_path)
+    for cfg, tag in zip(toy_grid().configs()[:2], [1, "one"], strict=True):
+        store.put({**toy_run(cfg), "data": {"tag": tag}})
+    store.write_table()
     table = pd.read_parquet(tmp_path / TABLE)
-    assert sorted(table["config.data.options.tag"]) == ["1", "one"]
+    assert sorted(table["data.tag"]) == ["1", "one"]
 
 
 def test_load_empty_store(tmp_path):
@@ -276,6 +285,60 @@ def test_interrupted_write_keeps_the_old_file_and_strays_are_ignored_then_cleane
     assert store.keys() == [cfg.key()] and len(load(store)) == 1
     sweep([cfg], store, runner=toy_run, progress=False)
     assert not stray.exists()
+
+
+# What a run file damaged from outside may hold: cut mid-write, emptied, not a result at all.
+DAMAGE = {
+    "truncated": '{"key": "0123", "config": {"mod',
+    "empty object": "{}",
+    "empty list": "[]",
+    "not json": "\x00\x01 binary",
+    "no loss": None,  # filled in below: a finished result without its loss
+    "another key": None,  # filled in below: another run's result under this name
+}
+
+
+def damage(store: Store, key: str, kind: str) -> bytes:
+    """Overwrite the run file of `key` with damage of `kind`; returns the bytes written."""
+    path, result = store.runs / f"{key}.json", store.get(key)
+    if kind == "no loss":
+        text = json.dumps({k: v for k, v in result.items() if k != "loss"})
+    elif kind == "another key":
+        text = json.dumps({**result, "key": "f" * 16})
+    else:
+        text = DAMAGE[kind]
+    path.write_bytes(text.encode())
+    return text.encode()
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_a_damaged_run_file_is_skipped_by_readers_and_set_aside_and_rerun_by_sweeps(
+    tmp_path, kind
+):
+    first = sweep(toy_grid(), tmp_path, runner=toy_run, progress=False)
+    store, key = Store(tmp_path), first["key"][1]
+    others = {p.stem: p.read_bytes() for p in store.runs.glob("*.json") if p.stem != key}
+    written = damage(store, key, kind)
+    path = store.runs / f"{key}.json"
+    # Readers: a warning naming the file, the other runs; strict readers raise.
+    with pytest.warns(DamagedResultWarning, match=f"skipped {path}: not a valid result file"):
+        assert sorted(load(tmp_path)["key"]) == sorted(others)
+    with pytest.raises(DamagedResultError, match=f"{path}: not a valid result file"):
+        load(tmp_path, strict=True)
+    # The sweep moves it aside (same bytes), runs that point again, and leaves the rest alone.
+    calls = []
+    with pytest.warns(DamagedResultWarning, match=f"{path}: .*moved to .*damaged"):
+        again = sweep(toy_grid(), tmp_path, runner=counting(calls), progress=False)
+    assert calls == [key]
+    assert (store.runs / "damaged" / f"{key}.json").read_bytes() == written
+    assert {k: (store.runs / f"{k}.json").read_bytes() for k in others} == others
+    pd.testing.assert_frame_equal(again, first)
+    # Damaged twice: the earlier damaged copy is kept too, never overwritten.
+    damage(store, key, kind)
+    with pytest.warns(DamagedResultWarning):
+        store.set_aside()
+    assert sorted(p.name for p in (store.runs / "damaged").iterdir()) == [
+        f"{key}.1.json", f"{key}.json"]
 
 
 def test_store_has_one_writer(tmp_path):
@@ -314,6 +377,24 @@ def test_failed_runs_are_stored_and_retried_only_when_asked(tmp_path):
     assert len(calls) == 2
     sweep(grid, tmp_path, runner=counting(calls), retry_failed=True, progress=False)
     assert calls[2:] == list(bad["key"])
+
+
+def test_ctrl_c_stores_the_finished_runs_and_names_the_interrupted_one(tmp_path):
+    configs = toy_grid().configs()
+
+    def interrupted_at_the_third(cfg: RunConfig) -> dict:
+        if cfg.key() == configs[2].key():
+            raise KeyboardInterrupt
+        return toy_run(cfg)
+
+    with pytest.raises(SweepInterrupted) as err:
+        sweep(toy_grid(), tmp_path, runner=interrupted_at_the_third, progress=False)
+    assert str(err.value) == (
+        f"toy: interrupted: 2 of 4 runs finished and stored in {tmp_path}; interrupted "
+        f"{configs[2].key()} (vit N=1000 S=0.5 D=256); 1 not started"
+    )
+    assert Store(tmp_path).keys() == sorted(c.key() for c in configs[:2])
+    assert isinstance(err.value, KeyboardInterrupt)  # callers that catch Ctrl-C still do
 
 
 def test_worker_processes_match_in_process_and_isolate_crashes(tmp_path):
@@ -381,6 +462,33 @@ def test_killed_sweep_resumes_keeping_finished_runs(killed_and_resumed):
     assert sorted(df["key"]) == sorted(keys) and (df["status"] == "ok").all()
     assert pd.read_parquet(store / TABLE).shape == df.shape
     assert all(key in stdout for key in keys)  # the summary table
+
+
+def test_ctrl_c_stops_a_cli_sweep_and_its_workers_with_one_line(tmp_path):
+    # Ctrl-C in a terminal signals the whole process group: the sweep and its two workers,
+    # here while the workers are still starting (importing JAX).
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(E2E_GRID)
+    command = [sys.executable, "-m", "sparsekit", "sweep", str(grid), "--store",
+               str(tmp_path / "store"), "--workers", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    lines = []
+    while not any("to run" in line for line in lines):  # the workers are being started
+        line = proc.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    [last] = [line for line in err.splitlines() if line.startswith("sparsekit sweep:")]
+    keys = [c.key() for c in load_grid(grid).configs()]
+    assert last.startswith("sparsekit sweep: e2e: interrupted: 0 of 2 runs finished")
+    assert all(key in last for key in keys)
+    assert last.endswith(f"to resume: python -m sparsekit sweep {grid} --store "
+                         f"{tmp_path / 'store'} --workers 2")
 
 
 def test_dask_local_cluster_matches_local_bit_for_bit(
