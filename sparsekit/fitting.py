@@ -9,6 +9,9 @@ refines the best few grid points on the true objective (trust-region least squar
 a Huber loss and the exact Jacobian). Coefficients are constrained to be >= 0, so every
 term of a law decreases with N and D (the notebook's BFGS was unconstrained).
 Everything is deterministic: the seed only drives bootstrap resampling.
+
+`fit_pattern_factors` is the paper's per-pattern refit: one sparsity factor per sparsity
+pattern (e.g. 2:4), every other coefficient kept from a fit to unstructured runs.
 """
 
 from __future__ import annotations
@@ -313,6 +316,13 @@ def _intervals(
         samples[f"dense_equivalent[S={s:g}]"] = [law.dense_equivalent(s) for law in laws]
     for n, c in sopt_at:
         samples[f"S_opt[N={n:.3g},C={c:.3g}]"] = [law.optimal_sparsity(n, c, cost) for law in laws]
+    return _percentiles(samples, level)
+
+
+def _percentiles(
+    samples: Mapping[str, Sequence[float]], level: float
+) -> dict[str, tuple[float, float]]:
+    """The central `level` percentile interval of each named sample."""
     tail = 50.0 * (1.0 - level)
     return {
         name: tuple(float(q) for q in np.percentile(values, [tail, 100.0 - tail]))
@@ -412,3 +422,149 @@ def leave_largest_size_out(
         predicted=result.law.predict(*data),
         diagnostics=diagnose(result.law, *data, loss[held_out]),
     )
+
+
+# --- one sparsity factor per pattern, the rest of a law held fixed ----------------------------
+
+
+def size_factor(law: Law, S: ArrayLike) -> np.ndarray:
+    """The coefficient f(S) of a law's size term at sparsity S: every law here predicts
+    L = f(S) N^-alpha + B D^-beta + E (N non-zeros, D tokens or images), with (A, alpha, B,
+    beta, E) its `dense_terms` and f(S) = A m(S)^-alpha for its dense equivalent m(S).
+    For the sparse law, f(S) = a_S (1-S)^b_S + c_S."""
+    A, alpha, *_ = law.dense_terms()
+    return A * law.dense_equivalent(S) ** -alpha
+
+
+@dataclass(frozen=True, eq=False)
+class FactorFit:
+    """One sparsity factor fitted to the runs of one pattern (e.g. 2:4) with every other
+    coefficient of a law kept: L = factor N^-alpha + B D^-beta + E, alpha, B, beta, E fixed.
+
+    The paper's per-pattern refit: the shared coefficients (b_N, the data term, c) come from
+    the unstructured fit, so a pattern differs from unstructured sparsity at the same S by its
+    factor alone. `dense_equivalent` = (A / factor)^(1/alpha) is the pattern's equivalent dense
+    size; `reference` is the law's own (unstructured) m(S) at the pattern's S.
+    """
+
+    label: str  # the pattern, e.g. "2:4"
+    S: float  # its sparsity (1 - n/m)
+    factor: float  # fitted coefficient of N^-alpha (loss units x N^alpha)
+    reference_factor: float  # the law's f(S) at the same S: unstructured sparsity
+    alpha: float  # the law's size exponent (b_N for the sparse law)
+    dense_equivalent: float  # (A / factor)^(1/alpha): matches a dense model of this x N
+    reference: float  # the law's m(S) at the same S
+    objective: float  # mean Huber loss on the pattern's runs (the base fit's delta and space)
+    residuals: np.ndarray  # log pred - log L (or pred - L), per run
+    n_points: int
+    # "factor", "dense_equivalent", "reference" and "relative" (dense_equivalent / reference)
+    # -> 95% (or `level`) bootstrap interval; empty without the base fit's bootstrap
+    intervals: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    @property
+    def relative(self) -> float:
+        """The pattern's dense equivalent as a fraction of unstructured sparsity's at its S."""
+        return self.dense_equivalent / self.reference
+
+    def gap(self, N: ArrayLike) -> np.ndarray:
+        """Predicted loss of the pattern minus unstructured at the same S and N non-zeros (any
+        D: the data term is shared), in loss units."""
+        N = np.asarray(N, dtype=np.float64)
+        return (self.factor - self.reference_factor) * N**-self.alpha
+
+
+def _fit_one_factor(
+    law: Law, N: np.ndarray, D: np.ndarray, loss: np.ndarray, delta: float, log: bool
+) -> float:
+    """The factor >= 0 of L = factor N^-alpha + B D^-beta + E with the law's alpha, B, beta,
+    E that minimises the mean Huber objective: one parameter, from the least-squares start."""
+    _, alpha, B, beta, E = law.dense_terms()
+    x, rest = N**-alpha, B * D**-beta + E
+    w = 1.0 / loss**2 if log else np.ones_like(loss)  # first-order form of log residuals
+    start = max(float(np.sum(w * x * (loss - rest)) / np.sum(w * x * x)), 0.0)
+
+    def resid(z: np.ndarray) -> np.ndarray:
+        return residuals(np.maximum(z[0] * x + rest, _TINY), loss, log)
+
+    def jac(z: np.ndarray) -> np.ndarray:
+        pred = np.maximum(z[0] * x + rest, _TINY)
+        return (x / pred if log else x)[:, None]
+
+    res = least_squares(resid, [start], jac=jac, bounds=([0.0], [np.inf]), method="trf",
+                        loss="huber", f_scale=delta, ftol=1e-15, xtol=1e-15, gtol=1e-15,
+                        max_nfev=1000)
+    return float(res.x[0])
+
+
+def fit_pattern_factors(
+    base: FitResult,
+    S: ArrayLike,
+    N: ArrayLike,
+    D: ArrayLike,
+    loss: ArrayLike,
+    pattern: Sequence[str],
+    *,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, FactorFit]:
+    """Refit one sparsity factor per pattern, keeping every other coefficient of `base`.
+
+    base: the fit of a law to the unstructured (and dense) runs, e.g. `fit(..., law="sparse",
+      bootstrap=B)`; its delta and residual space are used here too. Its law must describe
+      the patterns' sparsities (its `dense_equivalent` defined there).
+    S, N, D, loss: the runs of the patterns (N non-zeros, D tokens or images), one label per
+      run in `pattern` (e.g. "2:4"); every run of a pattern must have the same S.
+
+    With `base.bootstrap_laws`, each replicate law's shared coefficients are paired with a
+    resample (with replacement, `seed`) of each pattern's runs, so the intervals carry the
+    uncertainty of both. Returns {pattern: FactorFit}, in order of first appearance.
+    ValueError naming the parameter on bad input.
+    """
+    S, N, D, loss = (np.asarray(x, dtype=np.float64) for x in (S, N, D, loss))
+    labels = np.asarray(pattern, dtype=object)
+    if len({x.shape for x in (S, N, D, loss, labels)}) != 1 or S.ndim != 1 or not S.size:
+        raise ValueError("S, N, D, loss and pattern must be 1-D, non-empty and of one length")
+    if not (np.all(np.isfinite(loss)) and np.all(loss > 0) and np.all(N > 0) and np.all(D > 0)):
+        raise ValueError("N, D and loss must be positive and finite")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    fits = {}
+    for label in dict.fromkeys(labels):
+        at = labels == label
+        levels = np.unique(S[at])
+        if levels.size != 1 or not 0 < levels[0] < 1:
+            raise ValueError(f"S: the runs of pattern {label!r} must share one sparsity in "
+                             f"(0, 1), got {levels.tolist()}")
+        s, n, d, y = float(levels[0]), N[at], D[at], loss[at]
+        factor = _fit_one_factor(base.law, n, d, y, base.delta, base.log)
+        A, alpha, B, beta, E = base.law.dense_terms()
+        pred = factor * n**-alpha + B * d**-beta + E
+        samples: dict[str, list[float]] = {k: [] for k in
+                                           ("factor", "dense_equivalent", "reference", "relative")}
+        for law in base.bootstrap_laws:
+            idx = rng.integers(0, y.size, y.size)
+            f_b = _fit_one_factor(law, n[idx], d[idx], y[idx], base.delta, base.log)
+            with np.errstate(divide="ignore"):  # a factor of 0 is an infinite dense equivalent
+                m_b = (law.dense_terms()[0] / f_b) ** (1.0 / law.dense_terms()[1])
+            ref_b = float(law.dense_equivalent(s))
+            samples["factor"].append(f_b)
+            samples["dense_equivalent"].append(m_b)
+            samples["reference"].append(ref_b)
+            samples["relative"].append(m_b / ref_b)
+        with np.errstate(divide="ignore"):
+            m = (A / factor) ** (1.0 / alpha)
+        fits[label] = FactorFit(
+            label=str(label),
+            S=s,
+            factor=factor,
+            reference_factor=float(size_factor(base.law, s)),
+            alpha=alpha,
+            dense_equivalent=float(m),
+            reference=float(base.law.dense_equivalent(s)),
+            objective=objective(pred, y, base.delta, base.log),
+            residuals=residuals(pred, y, base.log),
+            n_points=int(y.size),
+            intervals=_percentiles(samples, level) if base.bootstrap_laws else {},
+        )
+    return fits

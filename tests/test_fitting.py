@@ -13,9 +13,11 @@ from sparsekit.fitting import (
     diagnose,
     find_undetermined,
     fit,
+    fit_pattern_factors,
     leave_largest_size_out,
     load_paper_t5,
     objective,
+    size_factor,
 )
 from sparsekit.laws import (
     PAPER_T5,
@@ -272,3 +274,90 @@ def test_at_bounds_flags_exponents_on_the_search_box():
     assert good.at_bounds == ()
     pinned = replace(good, law=replace(good.law, b_D=10.0, b_S=1e-3))
     assert pinned.at_bounds == ("b_S", "b_D")
+
+
+# --- one factor per pattern -------------------------------------------------------------------
+
+
+def pattern_runs(law, factors, noise=0.0, seed=0):
+    """Runs of n:m patterns drawn from `law` with each pattern's size factor replaced:
+    factors = {pattern: (S, factor)}; 3 sizes x 2 lengths each, log-normal noise."""
+    _, alpha, B, beta, E = law.dense_terms()
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, (s, f) in factors.items():
+        for n in (2e6, 8e6, 32e6):
+            for d in (4e8, 16e8):
+                loss = (f * n**-alpha + B * d**-beta + E) * np.exp(noise * rng.standard_normal())
+                rows.append((s, n, d, loss, label))
+    S, N, D, loss, labels = zip(*rows, strict=True)
+    return np.array(S), np.array(N), np.array(D), np.array(loss), list(labels)
+
+
+def test_pattern_factors_recover_known_factors_with_shared_coefficients_kept():
+    base = fit(*synthetic(PAPER_VIT, noise=0.0, sizes=5, lengths=3))
+    law = base.law
+    f50, f75 = (float(size_factor(law, s)) for s in (0.5, 0.75))
+    # sparse law: f(S) = a_S (1 - S)^b_S + c_S
+    assert f50 == pytest.approx(law.a_S * 0.5**law.b_S + law.c_S, rel=1e-12)
+    truth = {"2:4": (0.5, 1.1 * f50), "4:8": (0.5, f50), "1:4": (0.75, 1.3 * f75)}
+    fits = fit_pattern_factors(base, *pattern_runs(law, truth))
+    assert list(fits) == ["2:4", "4:8", "1:4"]
+    for label, (s, f) in truth.items():
+        got = fits[label]
+        assert (got.S, got.n_points, got.intervals) == (s, 6, {})
+        assert got.factor == pytest.approx(f, rel=1e-6)
+        assert got.reference == pytest.approx(float(law.dense_equivalent(s)), rel=1e-12)
+        # the equivalent dense size of a factor f: (A / f)^(1 / b_N), A = a_S + c_S
+        assert got.dense_equivalent == pytest.approx(
+            ((law.a_S + law.c_S) / f) ** (1 / law.b_N), rel=1e-6)
+        assert got.relative == pytest.approx((got.reference_factor / f) ** (1 / law.b_N),
+                                             rel=1e-6)
+        assert np.max(np.abs(got.residuals)) < 1e-9 and got.objective < 1e-18
+    assert fits["4:8"].relative == pytest.approx(1.0, rel=1e-6)  # drawn as unstructured
+    assert fits["2:4"].relative == pytest.approx(1.1 ** (-1 / law.b_N), rel=1e-6)
+    assert fits["2:4"].relative < 1  # a larger factor: a smaller equivalent dense size
+    # its predicted loss gap over unstructured: 10% of the size term at each N
+    np.testing.assert_allclose(fits["2:4"].gap([1e6, 1e8]), 0.1 * f50 * np.array(
+        [1e6, 1e8]) ** -law.b_N, rtol=1e-6)
+
+
+def test_pattern_factor_intervals_pair_the_base_bootstrap_with_resampled_runs():
+    base = fit(*synthetic(PAPER_VIT, noise=1e-3, sizes=5, lengths=3), bootstrap=6, seed=1)
+    f50 = float(size_factor(base.law, 0.5))
+    runs = pattern_runs(base.law, {"2:4": (0.5, 1.2 * f50)}, noise=1e-3)
+    fits = fit_pattern_factors(base, *runs, seed=3)
+    got = fits["2:4"]
+    assert set(got.intervals) == {"factor", "dense_equivalent", "reference", "relative"}
+    for name, (lo, hi) in got.intervals.items():
+        assert lo < hi, name
+    lo, hi = got.intervals["factor"]
+    assert lo <= got.factor <= hi and hi - lo < 0.1 * got.factor
+    assert got.intervals["reference"] == pytest.approx(base.intervals["dense_equivalent[S=0.5]"],
+                                                       rel=0.05)
+    assert fit_pattern_factors(base, *runs, seed=4)["2:4"].intervals != got.intervals
+
+
+def test_pattern_factor_fit_is_robust_to_one_outlier():
+    base = fit(*synthetic(PAPER_VIT, noise=0.0, sizes=5, lengths=3))
+    f50 = float(size_factor(base.law, 0.5))
+    S, N, D, loss, labels = pattern_runs(base.law, {"2:4": (0.5, f50)})
+    loss[0] *= 1.5  # one diverged run: the Huber loss turns linear past delta
+    assert fit_pattern_factors(base, S, N, D, loss, labels)["2:4"].factor == pytest.approx(
+        f50, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda S, N, D, L, P: (S, N, D, L[:-1], P), "one length"),
+        (lambda S, N, D, L, P: (S, N, D, -L, P), "positive and finite"),
+        (lambda S, N, D, L, P: (np.where(np.arange(S.size) == 0, 0.75, S), N, D, L, P),
+         "runs of pattern '2:4' must share one sparsity"),
+    ],
+)
+def test_pattern_factor_bad_inputs(change, match):
+    base = fit(*synthetic(PAPER_VIT, noise=0.0, sizes=5, lengths=3))
+    runs = pattern_runs(base.law, {"2:4": (0.5, 1.0)})
+    with pytest.raises(ValueError, match=match):
+        fit_pattern_factors(base, *change(*runs))
