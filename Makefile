@@ -9,13 +9,33 @@ STAMP  := $(VENV)/.installed
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 
-.PHONY: book book-stored book-full book-smoke test lint env browser
+.PHONY: book book-stored book-full book-smoke test lint env lock lock-check browser
 
-# Create the virtual environment and install sparsekit with the book and dev extras.
-$(STAMP): pyproject.toml
+# The environment is uv.lock (all extras, CPython 3.11), made by uv from pyproject.toml.
+# uv itself comes from the package index into .venv, at the version the lock pins.
+UV         := $(VENV)/bin/uv
+UV_VERSION  = $(shell sed -n '/^name = "uv"$$/{n;s/^version = "\(.*\)"$$/\1/p;}' uv.lock)
+EXPORT      = $(UV) export --quiet --frozen --all-extras --no-hashes
+
+$(UV):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet "uv==$(UV_VERSION)"
+
+# Fails, naming the fix, when pyproject.toml changed and the lock was not regenerated.
+lock-check: $(UV)
+	@$(UV) lock --check --quiet || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock and requirements-lock.txt" >&2; exit 1; }
+	@$(EXPORT) | cmp -s - requirements-lock.txt || { echo "requirements-lock.txt is not the export of uv.lock: run 'make lock' and commit it" >&2; exit 1; }
+
+# Regenerate the lock after a change to pyproject.toml (versions already locked stay unless
+# pyproject.toml excludes them; `$(UV) lock --upgrade-package NAME` moves one on purpose),
+# and its pip-readable export for environment.yml.
+lock: $(UV)
+	$(UV) lock
+	$(EXPORT) > requirements-lock.txt
+
+# Install exactly the locked versions (sparsekit editable, every extra) and register the kernel.
+$(STAMP): pyproject.toml uv.lock | lock-check
+	$(UV) sync --frozen --all-extras --quiet
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -1,16 +1,24 @@
-"""Provenance of a result: code version, library versions, machine, time.
+"""Provenance of a result: code version, library versions, locked environment, machine, time.
 
-Every result row carries this, so a number in the book can be traced to the code and the
-machine that produced it.
+Every result row carries this, so a number in the book can be traced to the code, the
+environment and the machine that produced it. The environment is pinned by `uv.lock` (written
+by `make lock`, installed by `make book` / `make test`): a result records the lock's sha256 and
+whether the installed packages were the locked ones.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
+import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -19,6 +27,7 @@ import jax
 import sparsekit
 
 REPO = Path(__file__).resolve().parents[1]
+LOCK = REPO / "uv.lock"  # the pinned environment of this checkout (see `Lock`)
 
 
 @cache
@@ -47,6 +56,70 @@ def versions() -> dict[str, str]:
             "sparsekit": sparsekit.__version__}
 
 
+def package_name(name: str) -> str:
+    """A distribution name in its normal form (PEP 503: lower case, runs of -_. as one -)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A uv lock file: its sha256 (hex, of the file's bytes) and the versions it pins per
+    package (normalised name -> versions; one, unless the lock forks by environment marker)."""
+
+    sha256: str
+    packages: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike = LOCK) -> Lock:
+        """Parse a `uv.lock` file (FileNotFoundError if there is none)."""
+        data = Path(path).read_bytes()
+        packages: dict[str, tuple[str, ...]] = {}
+        for package in tomllib.loads(data.decode())["package"]:
+            name = package_name(package["name"])
+            packages[name] = (*packages.get(name, ()), package["version"])
+        return cls(hashlib.sha256(data).hexdigest(), packages)
+
+    def drift(self, installed: Mapping[str, str]) -> list[str]:
+        """'name installed (locked v)' for each locked package installed at another version;
+        packages the lock does not pin, and locked ones not installed, are not drift."""
+        return sorted(
+            f"{name} {installed[name]} (locked {' or '.join(versions)})"
+            for name, versions in self.packages.items()
+            if name in installed and installed[name] not in versions
+        )
+
+
+def installed_versions() -> dict[str, str]:
+    """Normalised name -> version of every installed distribution (the first on sys.path
+    wins, as for imports)."""
+    installed: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        installed.setdefault(package_name(dist.metadata["Name"]), dist.version)
+    return installed
+
+
+@cache
+def _checked_lock() -> tuple[str, tuple[str, ...]] | None:
+    """(sha256, drift) of the checkout's lock against the installed packages, None without
+    a lock; once per process (reading both takes about 0.1-0.3 s)."""
+    try:
+        lock = Lock.read()
+    except FileNotFoundError:
+        return None
+    return lock.sha256, tuple(lock.drift(installed_versions()))
+
+
+def environment() -> dict[str, str | bool | list[str] | None]:
+    """The lock this checkout pins (`sha256`) and whether the installed packages are the
+    locked versions (`matches`, with the differences in `drift`); all None without a lock
+    (not a checkout)."""
+    checked = _checked_lock()
+    if checked is None:
+        return {"sha256": None, "matches": None, "drift": None}
+    sha256, drift = checked
+    return {"sha256": sha256, "matches": not drift, "drift": list(drift)}
+
+
 def machine() -> dict[str, str | int]:
     """Where the computation ran: host, CPU count, accelerator kind."""
     device = jax.devices()[0]
@@ -58,5 +131,6 @@ def machine() -> dict[str, str | int]:
 
 def record() -> dict:
     """All provenance fields for one result."""
-    return {"code_version": code_version(), "versions": versions(), "machine": machine(),
+    return {"code_version": code_version(), "versions": versions(), "lock": environment(),
+            "machine": machine(),
             "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}

@@ -16,6 +16,7 @@ import pytest
 
 from sparsekit import analysis, plotting
 from sparsekit.laws import SparseLaw
+from sparsekit.provenance import Lock
 from sparsekit.store import Store
 from sparsekit.sweep import load_grid
 
@@ -605,6 +606,36 @@ def test_provenance_table_and_summary_per_store() -> None:
     assert summary.loc["runs", "results/vit"] == 0
     only_failed = analysis.provenance_table(pd.DataFrame([FAILED]))
     assert only_failed["code version"].isna().all() and only_failed["machine"].isna().all()
+
+
+def test_lock_summary_sorts_runs_by_the_lock_they_ran_under() -> None:
+    lock = Lock("a" * 64, {"jax": ("0.10.2",), "jaxlib": ("0.10.2",), "numpy": ("2.4.6",)})
+    made = {"lock.sha256": "a" * 64, "lock.matches": True, "versions.numpy": "2.4.6"}
+    runs = pd.DataFrame(
+        [
+            row(0.0, 16384, 2**20, key="old"),  # before the lock: no lock hash, jax as locked
+            row(0.0, 16384, 2**21, key="this", **made),
+            row(0.0, 16384, 2**22, key="drift", **{**made, "lock.matches": False}),
+            row(0.5, 16384, 2**22, key="other",
+                **{**made, "lock.sha256": "b" * 64, "versions.jax": "0.9.0"}),
+        ]
+    )
+    summary = analysis.lock_summary({"t5": pd.concat([runs, pd.DataFrame([FAILED])]),
+                                     "vit": pd.DataFrame()}, lock)
+    t5 = summary["t5"]
+    assert (t5["runs"], t5["under this lock"], t5["before the lock (no lock hash)"]) == (4, 2, 1)
+    assert t5["under another lock"] == "bbbbbbbbbbbb (1)"
+    assert t5["environment drifted from its lock"] == 1
+    assert t5["versions not as locked"] == "jax 0.9.0 (1)"
+    assert summary.loc["runs", "vit"] == 0
+    as_locked = analysis.lock_summary({"t5": runs.iloc[:3]}, lock)["t5"]
+    assert as_locked["versions not as locked"] == "as locked"
+    table = analysis.provenance_table(runs).set_index("key")["lock"]
+    assert pd.isna(table["old"]) and table["this"] == "aaaaaaaaaaaa"
+    assert table["drift"] == "aaaaaaaaaaaa (drifted)"
+    assert analysis.lock_note(lock) == (
+        "`uv.lock` sha256 `aaaaaaaaaaaa`: jax 0.10.2, jaxlib 0.10.2, numpy 2.4.6."
+    )
 
 
 def test_wall_time_figure_has_a_panel_per_store_with_runs() -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from sparsekit.config import Data, Model, Optim, RunConfig, Sparsity
 from sparsekit.models import width_for
+from sparsekit.provenance import Lock
 from sparsekit.train import Trainer, run
 
 # 8 steps of 4 examples x 128 tokens; masks every 2 steps so the ramp happens
@@ -31,6 +32,8 @@ def test_result_fields_and_census(tiny_result):
     assert r["key"] == TINY.key() and r["config"] == TINY.to_dict()
     assert r["peak_lr"] == pytest.approx(1e-2 * 48 / width)  # the T5 recipe, width-scaled
     assert {"code_version", "versions", "machine", "finished_at"} <= set(r)
+    assert r["lock"]["sha256"] == Lock.read().sha256  # the environment it ran in: uv.lock
+    assert isinstance(r["lock"]["matches"], bool)
 
 
 def test_repeated_run_is_bit_identical(tiny_result):

@@ -62,7 +62,13 @@ from sparsekit.analysis.fits import (
     project_scale,
     unsupported,
 )
-from sparsekit.analysis.provenance import SHA, provenance_summary, provenance_table
+from sparsekit.analysis.provenance import (
+    SHA,
+    lock_note,
+    lock_summary,
+    provenance_summary,
+    provenance_table,
+)
 from sparsekit.analysis.regime import (
     PAPER_REGIME,
     paper_minimum,
@@ -138,6 +144,8 @@ __all__ = [
     "load_families",
     "load_runs",
     "load_stores",
+    "lock_note",
+    "lock_summary",
     "loss_title",
     "loss_vs_data",
     "loss_vs_size",

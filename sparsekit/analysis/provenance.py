@@ -1,5 +1,6 @@
 """Provenance of the runs: what each run is and what produced it (code version, machine,
-library versions, wall time), per run and per store."""
+library versions, locked environment, wall time), per run and per store, and how the stored
+runs compare with the checkout's lock (`uv.lock`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from sparsekit.provenance import Lock, package_name
+
 SHA = r"^([0-9a-f]{12})[0-9a-f]{28}"  # a git commit, shown by its first 12 hex digits
+SHORT = 12  # hex digits shown of a lock's sha256
+LOCK_SHOWN = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy")  # pins shown with the lock
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:
@@ -60,11 +65,20 @@ def provenance_table(frame: pd.DataFrame) -> pd.DataFrame:
             .str.replace(SHA, r"\1", regex=True),
             "machine": machine,
             "versions": _joined(frame, "versions."),
+            "lock": _lock_labels(frame),
             "wall time (s)": _column(frame, "wall_time_s").round(1),
             "finished_at": _column(frame, "finished_at"),
         }
     )
     return table.sort_values(["family", "S", "N", "D"]).reset_index(drop=True)
+
+
+def _lock_labels(frame: pd.DataFrame) -> pd.Series:
+    """Each run's lock: its sha256 (first 12 hex), '(drifted)' when the installed packages
+    differed from it; missing for runs without a lock hash (made before the lock existed)."""
+    sha = _column(frame, "lock.sha256").astype("string").str[:SHORT]
+    drifted = _column(frame, "lock.matches").eq(False)
+    return sha.where(~drifted, sha + " (drifted)")
 
 
 def _counts(column: pd.Series) -> str:
@@ -91,5 +105,47 @@ def provenance_summary(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
             "code versions": _counts(table["code version"]),
             "versions": _counts(table["versions"]),
             "finished between": f"{table['finished_at'].min()} and {table['finished_at'].max()}",
+        }
+    return pd.DataFrame(rows)
+
+
+def lock_note(lock: Lock) -> str:
+    """One line of Markdown: the lock's sha256 and the versions it pins for the libraries
+    behind the numbers."""
+    pins = ", ".join(
+        f"{name} {' or '.join(lock.packages[name])}" for name in LOCK_SHOWN if name in lock.packages
+    )
+    return f"`uv.lock` sha256 `{lock.sha256[:SHORT]}`: {pins}."
+
+
+def lock_summary(frames: Mapping[str, pd.DataFrame], lock: Lock) -> pd.DataFrame:
+    """One column per store, over its runs with provenance (a code version): how many ran
+    under `lock`, under another lock (by hash), or before any lock (no lock hash); how many
+    ran in an environment that had drifted from its lock; and the recorded library versions
+    (`versions.*`) that differ from the versions `lock` pins, with their runs ("as locked"
+    when none does)."""
+    rows = {}
+    for store, frame in frames.items():
+        frame = frame[_column(frame, "code_version").notna()]
+        if frame.empty:
+            rows[store] = {"runs": 0}
+            continue
+        sha = _column(frame, "lock.sha256")
+        other = sha[sha.notna() & (sha != lock.sha256)].astype(str).str[:SHORT]
+        differ = [
+            f"{name} {version}"
+            for column in frame
+            if column.startswith("versions.")
+            and (name := package_name(column.removeprefix("versions."))) in lock.packages
+            for version in frame[column].dropna()
+            if version not in lock.packages[name]
+        ]
+        rows[store] = {
+            "runs": len(frame),
+            "under this lock": int((sha == lock.sha256).sum()),
+            "under another lock": _counts(other) or "none",
+            "before the lock (no lock hash)": int(sha.isna().sum()),
+            "environment drifted from its lock": int(_column(frame, "lock.matches").eq(False).sum()),
+            "versions not as locked": _counts(pd.Series(differ, dtype=object)) or "as locked",
         }
     return pd.DataFrame(rows)

@@ -1,0 +1,99 @@
+"""The pinned environment: uv.lock pins what the stored runs used, the Makefile's check catches a
+lock that no longer matches pyproject.toml, and a result records the lock it ran under."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import jax
+import pytest
+
+from sparsekit.provenance import LOCK, REPO, Lock, environment, installed_versions
+
+LOCKED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "orbax-checkpoint", "papermill",
+          "jupyter-book", "plotly", "dask")  # pinned with one exact version each
+LOCK_FILES = ("pyproject.toml", "uv.lock", "requirements-lock.txt")  # what `make lock-check` reads
+
+
+def test_the_lock_pins_each_key_package_to_one_version() -> None:
+    lock = Lock.read()
+    assert all(len(lock.packages[name]) == 1 for name in LOCKED), {n: lock.packages.get(n)
+                                                                   for n in LOCKED}
+
+
+def test_the_locked_versions_are_those_of_the_committed_runs() -> None:
+    lock = Lock.read()
+    runs = sorted(REPO.glob("results/*/runs/*.json"))
+    assert len(runs) > 100  # the committed stores
+    recorded = {json.dumps(json.loads(path.read_text())["versions"], sort_keys=True)
+                for path in runs}
+    for text in recorded:
+        versions = json.loads(text)
+        for name in ("jax", "flax", "optax", "numpy", "sparsekit"):
+            assert lock.packages[name] == (versions[name],), (name, versions)
+        assert versions["python"].startswith("3.11.")
+    # ... and the lock is made for that Python only (pyproject's [tool.uv] environments)
+    environments = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["uv"]
+    assert all("python_version == '3.11'" in e for e in environments["environments"])
+
+
+def test_lock_read_and_drift_by_hand(tmp_path) -> None:
+    path = tmp_path / "uv.lock"
+    path.write_text('version = 1\n\n[[package]]\nname = "jax"\nversion = "0.10.2"\n\n'
+                    '[[package]]\nname = "Soup_Sieve"\nversion = "2.10"\n\n'
+                    '[[package]]\nname = "soupsieve"\nversion = "4.1.3"\n')
+    lock = Lock.read(path)
+    assert lock.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert dict(lock.packages) == {"jax": ("0.10.2",), "soup-sieve": ("2.10",),
+                                   "soupsieve": ("4.1.3",)}
+    assert lock.drift({"jax": "0.10.2", "soupsieve": "4.1.3", "pip": "26.3"}) == []
+    assert lock.drift({"jax": "0.11.0", "soup-sieve": "2.9"}) == [
+        "jax 0.11.0 (locked 0.10.2)", "soup-sieve 2.9 (locked 2.10)"]
+    with pytest.raises(FileNotFoundError):
+        Lock.read(tmp_path / "none.lock")
+
+
+def test_environment_records_the_checkouts_lock() -> None:
+    env = environment()
+    assert env["sha256"] == Lock.read(LOCK).sha256
+    assert env["matches"] is (not env["drift"])
+    assert installed_versions()["jax"] == jax.__version__
+
+
+def make(directory: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(directory),
+                           *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **env})
+
+
+def test_make_bootstraps_the_uv_version_the_lock_pins(tmp_path) -> None:
+    shutil.copy(REPO / "uv.lock", tmp_path)
+    (uv,) = Lock.read().packages["uv"]
+    dry = make(tmp_path, "-n", ".venv/bin/uv")
+    assert dry.returncode == 0 and f'"uv=={uv}"' in dry.stdout, dry
+
+
+def test_lock_check_fails_naming_the_fix_when_pyproject_and_lock_disagree(tmp_path) -> None:
+    uv = pytest.importorskip("uv", reason="uv is installed from the lock by make").find_uv_bin()
+    for name in LOCK_FILES:
+        shutil.copy(REPO / name, tmp_path)
+    offline = {"UV_OFFLINE": "1"}  # the check needs no index
+    ok = make(tmp_path, "lock-check", f"UV={uv}", **offline)
+    assert ok.returncode == 0, ok.stderr
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"numpy>=1.26"', '"numpy>=1.27"'))
+    stale = make(tmp_path, "lock-check", f"UV={uv}", **offline)
+    assert stale.returncode != 0 and "run 'make lock'" in stale.stderr, stale
+    # the export environment.yml installs must be the lock's too
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    export = tmp_path / "requirements-lock.txt"
+    assert "\njax==0.10.2 ;" in export.read_text()
+    export.write_text(export.read_text().replace("\njax==0.10.2 ;", "\njax==0.10.1 ;"))
+    edited = make(tmp_path, "lock-check", f"UV={uv}", **offline)
+    assert edited.returncode != 0 and "run 'make lock'" in edited.stderr, edited
