@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 export JAX_COMPILATION_CACHE_DIR ?= $(CURDIR)/.cache/jax
 export JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS ?= 0
 
-.PHONY: book book-stored book-full book-smoke test lint env lock lock-check browser
+.PHONY: book book-stored book-full book-smoke test lint env lock lock-check accelerator browser
 
 # The environment is uv.lock (all extras, CPython 3.11), made by uv from pyproject.toml.
 # uv itself comes from the package index into .venv, at the version the lock pins.
@@ -40,6 +40,13 @@ $(STAMP): pyproject.toml uv.lock | lock-check
 	touch $(STAMP)
 
 env: $(STAMP)
+
+# An accelerator build of the locked jax on top of the locked environment, the lock unedited:
+# make accelerator JAX_EXTRA=cuda12 (or cuda13, tpu). A later re-sync (after a lock change)
+# removes it again; run this once more then.
+JAX_EXTRA ?= cuda12
+accelerator: $(STAMP)
+	$(UV) pip install --python $(PY) "jax[$(JAX_EXTRA)]==$$($(PY) -c 'import jax; print(jax.__version__)')"
 
 # Headless Chromium for the offline-rendering test (Debian package; needs root on a fresh machine).
 browser:
