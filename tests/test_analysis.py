@@ -6,6 +6,7 @@ Runs are rows like `train.run`'s, with losses from a made-up sparse law at lapto
 
 from __future__ import annotations
 
+import ast
 import itertools
 from pathlib import Path
 
@@ -314,7 +315,10 @@ def test_noise_by_slice_and_noise_of_the_fitted_runs(tmp_path) -> None:
         (analysis.check_choice, ("family", "bert", ["vit", "t5"])),
         (analysis.check_choices, ("costs", [], ["dense"])),
         (analysis.check_choices, ("costs", ["dense", "dense"], ["dense"])),
-        (analysis.check_store, ("store", 3)),
+        (analysis.store_parameter, ("store", 3, "vit", False)),
+        (analysis.store_parameter, ("vit_store", "no/such/store", "vit", False)),
+        (analysis.store_parameter, ("store", "", "vit", False, True)),  # a sweep needs one
+        (analysis.grid_parameter, ("grid", "no/such.yaml", "vit", True)),
         (analysis.check_grid, ("grid", "no/such.yaml", "vit")),
         (analysis.check_stores, ("checks", "../results/vit-lr")),  # a string, not a list
         (analysis.check_stores, ("checks", ["no/such/store"])),
@@ -322,7 +326,27 @@ def test_noise_by_slice_and_noise_of_the_fitted_runs(tmp_path) -> None:
 )
 def test_parameter_checks_name_the_parameter(check, args) -> None:
     with pytest.raises(ValueError, match=f"^{args[0]} must be"):
-        check(*args)
+        check(*args[:4], **({"create": args[4]} if len(args) > 4 else {}))
+
+
+def test_store_and_grid_parameters_default_by_smoke_and_keep_a_given_path(tmp_path) -> None:
+    given = str(tmp_path)
+    for smoke in (False, True):  # a path the user gave is never replaced
+        assert analysis.store_parameter("t5_store", given, "t5", smoke) == given
+        assert analysis.store_parameter("store", given + "/new", "t5", smoke, create=True) == (
+            given + "/new")
+    assert analysis.store_parameter("t5_store", "", "t5", True) is None  # skipped on purpose
+    assert analysis.store_parameter("store", None, "vit", False, create=True) == "../results/vit"
+    assert analysis.store_parameter("store", None, "vit", True, create=True) == (
+        f"{analysis.SMOKE_RESULTS}/vit")
+    with pytest.raises(ValueError, match=r"^t5_store must be an existing results store .*"
+                                         r"or \"\" to skip t5; got '/typo/path'"):
+        analysis.store_parameter("t5_store", "/typo/path", "t5", False)
+    grid = tmp_path / "g.yaml"
+    grid.write_text("base: {model: {family: t5, nonzero: 8000}, data: {amount: 4096}}\n")
+    assert analysis.grid_parameter("grid", str(grid), "t5", True) == str(grid)
+    runs, missing = analysis.load_families({"t5": None})
+    assert runs == {} and missing == {"t5": "skipped: no store given"}
 
 
 def test_grid_of_the_wrong_family_is_refused(tmp_path) -> None:
@@ -332,7 +356,7 @@ def test_grid_of_the_wrong_family_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"^grid must be a grid of t5 runs.*\['vit'\]"):
         analysis.check_grid("grid", str(grid), "t5")
     with pytest.raises(ValueError, match=r"^store must be a results store directory"):
-        analysis.check_store("store", str(grid))
+        analysis.store_parameter("store", str(grid), "vit", False, create=True)
 
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -345,6 +369,10 @@ BAD_NOTEBOOK_PARAMETERS = [
     ("03_t5_sweep.ipynb", "checks", ["../results/none"]),
     ("04_fit_own_law.ipynb", "bootstrap", -1),
     ("04_fit_own_law.ipynb", "vit_store", 3),
+    ("04_fit_own_law.ipynb", "t5_store", "/typo/path"),  # a path that does not exist
+    ("05_optimal_sparsity.ipynb", "vit_store", "../results/none"),
+    ("06_provenance.ipynb", "t5_store", "/typo/path"),
+    ("02_vit_sweep.ipynb", "store", "../sweeps/vit.yaml"),  # a file, not a store
     ("05_optimal_sparsity.ipynb", "costs", ["dense", "free"]),
     ("05_optimal_sparsity.ipynb", "grid_points", 5),
     ("06_provenance.ipynb", "smoke", 1),
@@ -366,6 +394,42 @@ def test_notebook_defaults_pass_validation(name, monkeypatch) -> None:
     namespace: dict = {}
     for source in notebook_cells(name):
         exec(source, namespace)
+
+
+# Store and grid parameters: None is the default (smoke or not), a given path is kept.
+PATH_PARAMETERS = {
+    "02_vit_sweep.ipynb": ("grid", "store"),
+    "03_t5_sweep.ipynb": ("grid", "store"),
+    "04_fit_own_law.ipynb": ("vit_store", "t5_store"),
+    "05_optimal_sparsity.ipynb": ("vit_store", "t5_store"),
+    "06_provenance.ipynb": ("vit_store", "t5_store"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATH_PARAMETERS))
+def test_smoke_never_replaces_a_given_store_and_an_empty_one_skips(name, monkeypatch) -> None:
+    monkeypatch.chdir(NOTEBOOKS)
+    parameters, validation = notebook_cells(name)
+    names = PATH_PARAMETERS[name]
+    given = {"grid": "../sweeps/vit-smoke.yaml" if "vit" in name else "../sweeps/t5-smoke.yaml",
+             "store": "../results/vit-lr", "vit_store": "../results/vit-lr",
+             "t5_store": "../results/t5-lr"}
+    namespace: dict = {}
+    exec(parameters, namespace)
+    assert all(namespace[n] is None for n in names)  # the default: chosen by smoke
+    namespace.update({"smoke": True, **{n: given[n] for n in names}})
+    exec(validation, namespace)
+    assert {n: namespace[n] for n in names} == {n: given[n] for n in names}
+    # No later cell assigns them (the smoke swap lived there).
+    later = [c.source for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells
+             if c.cell_type == "code"][2:]
+    assigned = {t.id for src in later for node in ast.walk(ast.parse(src))
+                if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    assert not assigned & set(names)
+    if "store" not in names:  # chapters that read stores: "" skips a family
+        namespace.update({"vit_store": ""})
+        exec(validation, namespace)
+        assert namespace["vit_store"] is None and namespace["t5_store"] == given["t5_store"]
 
 
 @pytest.mark.parametrize(("name", "parameter", "value"), BAD_NOTEBOOK_PARAMETERS)

@@ -1,5 +1,11 @@
 """Validation of the notebooks' parameters: each check raises a ValueError naming the
-parameter unless its value is of the kind the notebook needs."""
+parameter unless its value is of the kind the notebook needs.
+
+Store and grid parameters default to None: the family's committed store or grid, or the smoke
+one when `smoke`. A path the user gives is used as given, smoke or not, and must exist; an
+empty string skips a store on purpose. Flags, integers and choices are checked as the configs
+check theirs (`sparsekit.validate`).
+"""
 
 from __future__ import annotations
 
@@ -7,27 +13,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sparsekit.analysis.runs import SMOKE_RESULTS
 from sparsekit.sweep import GridError, load_grid
+from sparsekit.validate import check_choice, check_flag, check_int
 
+__all__ = [
+    "RESULTS",
+    "SWEEPS",
+    "check_choice",
+    "check_choices",
+    "check_flag",
+    "check_grid",
+    "check_int",
+    "check_stores",
+    "grid_parameter",
+    "store_parameter",
+]
 
-def check_flag(name: str, value: Any) -> None:
-    """ValueError naming `name` unless `value` is True or False."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    """ValueError naming `name` unless `value` is an integer in [low, high]."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= low
-    if not ok or (high is not None and value > high):
-        bounds = f"from {low} to {high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}")
-
-
-def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    """ValueError naming `name` unless `value` is one of `allowed`."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+RESULTS = "../results"  # the committed results stores, relative to notebooks/
+SWEEPS = "../sweeps"  # the grid files, relative to notebooks/
 
 
 def check_choices(name: str, values: Any, allowed: Sequence[str]) -> None:
@@ -39,12 +43,39 @@ def check_choices(name: str, values: Any, allowed: Sequence[str]) -> None:
         )
 
 
-def check_store(name: str, value: Any) -> None:
-    """ValueError naming `name` unless `value` can be a results store directory."""
-    if not isinstance(value, str) or not value or Path(value).is_file():
-        raise ValueError(
-            f"{name} must be a results store directory (relative to notebooks/), got {value!r}"
-        )
+def store_parameter(
+    name: str, value: Any, family: str, smoke: bool, *, create: bool = False
+) -> str | None:
+    """The results store that parameter `name` names: `value` itself (never replaced, smoke
+    or not), or when None the family's store (RESULTS/family; SMOKE_RESULTS/family when
+    `smoke`). "" skips the family: None is returned (not with `create`).
+
+    ValueError naming `name` unless the path is an existing directory, or with `create` (a
+    store a sweep writes) a path where one can be made (not a file).
+    """
+    if value is None:
+        value = f"{SMOKE_RESULTS if smoke else RESULTS}/{family}"
+    elif value == "" and not create:
+        return None
+    if create:
+        if not isinstance(value, str) or not value or Path(value).is_file():
+            raise ValueError(f"{name} must be a results store directory (relative to "
+                             f"notebooks/; created if missing) or None, got {value!r}")
+    elif not isinstance(value, str) or not Path(value).is_dir():
+        raise ValueError(f"{name} must be an existing results store directory (relative to "
+                         f"notebooks/), None for {RESULTS}/{family}, or \"\" to skip "
+                         f"{family}; got {value!r}")
+    return value
+
+
+def grid_parameter(name: str, value: Any, family: str, smoke: bool) -> str:
+    """The grid file that parameter `name` names: `value` itself (never replaced, smoke or
+    not), or when None the family's grid (SWEEPS/family.yaml; family-smoke.yaml when
+    `smoke`); checked by `check_grid`."""
+    if value is None:
+        value = f"{SWEEPS}/{family}{'-smoke' if smoke else ''}.yaml"
+    check_grid(name, value, family)
+    return value
 
 
 def check_stores(name: str, values: Any) -> None:

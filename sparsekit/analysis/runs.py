@@ -129,10 +129,16 @@ def load_stores(stores: Sequence[str | Path], *, family: str) -> Runs | None:
     return runs_from_table(frame, source=", ".join(map(str, stores)), family=family)
 
 
-def load_families(stores: Mapping[str, str | Path]) -> tuple[dict[str, Runs], dict[str, str]]:
-    """(family -> runs, family -> why not loaded) for stores given by family."""
+def load_families(
+    stores: Mapping[str, str | Path | None],
+) -> tuple[dict[str, Runs], dict[str, str]]:
+    """(family -> runs, family -> why not loaded) for stores given by family; a store of None
+    is a family skipped on purpose (see `checks.store_parameter`)."""
     runs, missing = {}, {}
     for family, store in stores.items():
+        if store is None:
+            missing[family] = "skipped: no store given"
+            continue
         try:
             runs[family] = load_runs(store, family=family)
         except ValueError as e:

@@ -1,0 +1,95 @@
+"""Checks of one named setting: each raises a ValueError that names the setting, says what it
+must be (type and allowed range) and shows the value it got.
+
+    check_int("data.batch", "abc", 1)  ->  data.batch must be an integer >= 1, got 'abc'
+
+The configs (`config`, the data sources' settings) and the notebooks' parameter checks
+(`analysis.checks`) all use these, so a setting is described the same way wherever it is read.
+Booleans are not numbers here (True is not the integer 1), and numbers must be finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+
+def _fail(name: str, what: str, value: Any, optional: bool) -> None:
+    raise ValueError(f"{name} must be {what}{' or None' if optional else ''}, got {value!r}")
+
+
+def is_int(value: Any) -> bool:
+    """Whether `value` is an integer (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """Whether `value` is a finite int or float (a bool is not)."""
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def check_int(
+    name: str, value: Any, low: int | None = None, high: int | None = None, *,
+    optional: bool = False,
+) -> None:
+    """ValueError naming `name` unless `value` is an integer in [low, high] (None: unbounded),
+    or None when `optional`."""
+    if optional and value is None:
+        return
+    if low is not None and high is not None:
+        what = f"an integer from {low} to {high}"
+    elif low is not None:
+        what = f"an integer >= {low}"
+    elif high is not None:
+        what = f"an integer <= {high}"
+    else:
+        what = "an integer"
+    if not is_int(value) or (low is not None and value < low) or (
+            high is not None and value > high):
+        _fail(name, what, value, optional)
+
+
+def check_number(
+    name: str, value: Any, low: float | None = None, high: float | None = None, *,
+    low_open: bool = False, high_open: bool = False, optional: bool = False,
+) -> None:
+    """ValueError naming `name` unless `value` is a finite number in the interval from `low`
+    to `high` (None: unbounded; `*_open`: that end excluded), or None when `optional`.
+    An int is accepted as it is (not converted: configs are hashed as given)."""
+    if optional and value is None:
+        return
+    if low is not None and high is not None:
+        what = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        what = f"a number {'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        what = f"a number {'<' if high_open else '<='} {high:g}"
+    else:
+        what = "a finite number"
+    ok = is_number(value) and (
+        low is None or (value > low if low_open else value >= low)
+    ) and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        _fail(name, what, value, optional)
+
+
+def check_flag(name: str, value: Any) -> None:
+    """ValueError naming `name` unless `value` is True or False."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+    """ValueError naming `name` unless `value` is one of `allowed`."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def check_text(name: str, value: Any, *, optional: bool = False) -> None:
+    """ValueError naming `name` unless `value` is a non-empty string (or None when
+    `optional`)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, str) or not value:
+        _fail(name, "a non-empty string", value, optional)
