@@ -12,6 +12,17 @@ full product (e.g. long data amounts only at the sizes where they reach a regime
     more:                                                              # optional
       - axes: {data.amount: [8192], model.nonzero: [2000]}
 
+Pruning a pretrained dense model takes two stages (`sparsekit.pretrained`): a point with
+`init_from: pretrained` starts from the saved params of its dense model, whose config is the
+point's at the same width and S = 0 with the top-level `pretrain` overrides applied:
+
+    pretrain: {data.amount: 8192}        # stage 1: each such point's dense model, saved
+    axes: {sparsity.target: [0.5], init_from: [pretrained]}
+
+The grid then holds both stages; `sweep` runs the dense runs first, saving their params under
+`<store>/checkpoints/<key>`, then the runs that start from them. `checkpoints: true` saves every
+run's params there (e.g. to check n:m weights with `sparsekit.nmcheck`).
+
 `sweep(grid, store)` runs the configs not yet in the store and reuses the others. Runs execute
 in this process (workers=1), in `workers` spawned processes (one fresh process per run, so a
 crash or an out-of-memory kill fails that run only), or on a Dask cluster (`scheduler`). In
@@ -41,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparsekit import pretrained
 from sparsekit.config import RunConfig
 from sparsekit.store import Store, table
 
@@ -125,6 +137,9 @@ class Grid:
     name: str = "grid"  # label for progress and summaries
     more: list[dict[str, Any]] = field(default_factory=list)  # further blocks over the same
     # base, each a mapping with `axes` and/or `zipped`; their points follow the main block's
+    pretrain: dict[str, Any] | None = None  # dotted overrides that make the dense stage-1
+    # config of every point with `init_from: pretrained` (see `sparsekit.pretrained`)
+    checkpoints: bool = False  # save every run's final params to <store>/checkpoints/<key>
 
     def __post_init__(self) -> None:
         if not isinstance(self.base, dict):
@@ -151,6 +166,15 @@ class Grid:
         both = self.axes.keys() & self.zipped.keys()
         if both:
             raise GridError(f"grid {self.name!r}: {sorted(both)} in both axes and zipped")
+        if self.pretrain is not None:
+            if not isinstance(self.pretrain, dict) or "init_from" in self.pretrain:
+                raise GridError(f"grid {self.name!r}: pretrain must be a mapping of dotted "
+                                f"config names to values (not init_from), got {self.pretrain!r}")
+            for name in self.pretrain:
+                try:
+                    check_field(name)
+                except ValueError as e:
+                    raise GridError(f"grid {self.name!r}: pretrain {name!r}: {e}") from None
         self.blocks()  # each `more` block is checked as a grid of its own
         self.configs()  # fail now, not in the middle of a sweep
 
@@ -164,7 +188,8 @@ class Grid:
             if not isinstance(block, dict) or not block or block.keys() - {"axes", "zipped"}:
                 raise GridError(f"grid {self.name!r}: more[{i}] must be a mapping with axes "
                                 f"and/or zipped, got {block!r}")
-            blocks.append(Grid(self.base, name=f"{self.name} more[{i}]", **block))
+            blocks.append(Grid(self.base, name=f"{self.name} more[{i}]", pretrain=self.pretrain,
+                               **block))
         return blocks
 
     def points(self) -> list[dict[str, Any]]:
@@ -184,11 +209,19 @@ class Grid:
         return own + [point for block in self.blocks() for point in block.points()]
 
     def configs(self) -> list[RunConfig]:
-        """One config per point; points that give the same config (same key) appear once."""
+        """One config per point; points that give the same config (same key) appear once.
+        A point with `init_from: pretrained` comes after its dense stage-1 config."""
         configs: dict[str, RunConfig] = {}
         for point in self.points():
             try:
                 cfg = make_config(self.base, point)
+                if cfg.init_from == pretrained.PRETRAINED:
+                    if self.pretrain is None:
+                        raise ValueError("init_from: pretrained needs a top-level pretrain "
+                                         "mapping (the dense stage's overrides; {} for none)")
+                    dense = make_config(pretrained.dense_base(cfg), self.pretrain)
+                    configs.setdefault(dense.key(), dense)
+                    cfg = pretrained.link(cfg, dense)
             except ValueError as e:
                 raise GridError(f"grid {self.name!r}, point {point}: {e}") from None
             configs.setdefault(cfg.key(), cfg)
@@ -209,7 +242,8 @@ def yaml_loader() -> type:
 
 
 def load_grid(path: str | os.PathLike) -> Grid:
-    """Read a grid YAML file (keys: name, base, axes, zipped, more); GridError naming the file."""
+    """Read a grid YAML file (keys: name, base, axes, zipped, more, pretrain, checkpoints);
+    GridError naming the file."""
     import yaml
 
     path = Path(path)
@@ -222,7 +256,8 @@ def load_grid(path: str | os.PathLike) -> Grid:
     unknown = spec.keys() - {f.name for f in dataclasses.fields(Grid)}
     if unknown:
         raise GridError(
-            f"{path}: unknown keys {sorted(unknown)} (allowed: name, base, axes, zipped, more)"
+            f"{path}: unknown keys {sorted(unknown)} (allowed: name, base, axes, zipped, more, "
+            "pretrain, checkpoints)"
         )
     if "base" not in spec:
         raise GridError(f"{path}: missing 'base' (the config every run starts from)")
@@ -274,10 +309,17 @@ def run_one(runner: Runner, cfg: RunConfig) -> dict[str, Any]:
     return result
 
 
-def _train_run(cfg: RunConfig) -> dict[str, Any]:
+def _train_run(
+    cfg: RunConfig, store: str | None = None, save: bool | frozenset[str] = False
+) -> dict[str, Any]:
+    """`train.run(cfg)`; with `store`, an init_from naming a stored run is resolved there, and
+    the params are saved to its checkpoints folder when `save` is True or holds the key."""
     from sparsekit import train  # imports JAX: only where runs happen
 
-    return train.run(cfg)
+    save_to = None
+    if store is not None and (save is True or (save and cfg.key() in save)):
+        save_to = str(pretrained.checkpoint_path(store, cfg.key()))
+    return train.run(cfg, store=store, save_to=save_to)
 
 
 # --- executors: each yields results as runs finish -----------------------------------------
@@ -420,9 +462,14 @@ def sweep(
     retry_failed: bool = False,
     progress: bool = True,
     runner: Runner | None = None,
+    name: str | None = None,
 ):
     """Run the grid's configs that the store lacks, reuse the others; returns a DataFrame of
     the grid's rows (one per config, grid order; see `store.table`).
+
+    Configs that start from a stored run (`init_from: "run:<key>"`, from a grid's
+    `init_from: pretrained`) run after all the others, and the runs they start from have their
+    params saved under `<store>/checkpoints/` (see `sparsekit.pretrained`).
 
     workers: runs at once. Without `scheduler`: 1 = in this process, more = one spawned
         process per run. With scheduler="local": the size of the Dask LocalCluster.
@@ -431,6 +478,7 @@ def sweep(
     retry_failed: also rerun configs whose stored result has status "failed".
     runner: config -> result row; default `train.run`. Must be picklable (a module-level
         function) for workers > 1 or Dask.
+    name: label for progress (default: the grid's name).
     """
     from tqdm import tqdm  # the text bar: tqdm.auto warns in kernels without ipywidgets
 
@@ -439,9 +487,26 @@ def sweep(
     configs = (
         grid.configs() if isinstance(grid, Grid) else list({c.key(): c for c in grid}.values())
     )
-    name = grid.name if isinstance(grid, Grid) else "sweep"
+    name = name or (grid.name if isinstance(grid, Grid) else "sweep")
     store = store if isinstance(store, Store) else Store(store)
-    runner = runner or _train_run
+    save = isinstance(grid, Grid) and grid.checkpoints
+    first, second = pretrained.stages(configs)
+    if second:
+        needed = {pretrained.referenced_key(c.init_from) for c in second}
+        runner = runner or functools.partial(_train_run, store=str(store.path),
+                                             save=save or frozenset(needed))
+        again = pretrained.missing_checkpoints(first, store.path, needed)
+        kw = dict(workers=workers, scheduler=scheduler, retry_failed=retry_failed,
+                  progress=progress, runner=runner)
+        sweep([c for c in first if c not in again], store, reuse=reuse, name=f"{name} stage 1",
+              **kw)
+        if again:  # stored without their checkpoints (not committed): trained again to save them
+            sweep(again, store, reuse=False, name=f"{name} stage 1 (checkpoints)", **kw)
+        sweep(second, store, reuse=reuse, name=f"{name} stage 2", **kw)
+        return table(store.get(c.key()) for c in configs)
+    if runner is None:
+        runner = functools.partial(_train_run, store=str(store.path), save=True) if save else (
+            _train_run)
     with store.lock():
         store.clean()
         store.set_aside()  # damaged run files: moved to runs/damaged/, their points rerun

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from sparsekit import provenance, schedules
+from sparsekit import pretrained, provenance, schedules
 from sparsekit.config import RunConfig
 from sparsekit.data import make_source
 from sparsekit.data.source import check_units
@@ -59,13 +59,18 @@ def family_of(cfg: RunConfig, source: Any):
     return dataclasses.replace(fam, **changes)
 
 
-def plan(cfg: RunConfig, fam: Any, source: Any) -> Plan:
-    """Width and step count for a config; refuses a data amount smaller than one step."""
+def width_of(cfg: RunConfig, fam: Any) -> int:
+    """Model width of a config: its `model.width`, or the width whose measured N at the
+    config's sparsity is nearest its target N."""
     if cfg.model.width is not None:
         fam.check_width(cfg.model.width)
-        width = cfg.model.width
-    else:
-        width, _ = width_for(fam, cfg.model.nonzero, cfg.sparsity.target)
+        return cfg.model.width
+    return width_for(fam, cfg.model.nonzero, cfg.sparsity.target)[0]
+
+
+def plan(cfg: RunConfig, fam: Any, source: Any) -> Plan:
+    """Width and step count for a config; refuses a data amount smaller than one step."""
+    width = width_of(cfg, fam)
     units = cfg.data.batch * source.units_per_example
     steps = cfg.data.amount // units
     if steps < 1:
@@ -121,22 +126,28 @@ def make_chunk(loss: Any, opt: optax.GradientTransformation):
 
 
 class Trainer:
-    """Holds the jitted functions of one run; `run()` is the usual entry point."""
+    """Holds the jitted functions of one run; `run()` is the usual entry point.
 
-    def __init__(self, cfg: RunConfig):
+    `store`: the results store that resolves an `init_from` naming a stored run ("run:<key>",
+    see `sparsekit.pretrained`); such a run continues that run's data stream from
+    `first_step`."""
+
+    def __init__(self, cfg: RunConfig, store: str | None = None):
         self.cfg = cfg
         self.source = make_source(cfg.model.family, seed=cfg.data.seed,
                                   eval_examples=cfg.data.eval_examples, **cfg.data.options)
         self.fam = family_of(cfg, self.source)
         self.plan = plan(cfg, self.fam, self.source)
-        check_units(self.source, self.plan.data_seen, self.plan.batch)
+        init, self.first_step = pretrained.resolve(cfg, store) if cfg.init_from else (None, 0)
+        check_units(self.source, self.first_step * self.plan.units_per_step + self.plan.data_seen,
+                    self.plan.batch)
         model = self.fam.make(self.plan.width, nnx.Rngs(cfg.seed))
         self.labels = kinds(model)
         self.graphdef, state = nnx.split(model)
         self.treedef = jax.tree.structure(state)
         self.params = nnx.to_pure_dict(state)
-        if cfg.init_from:
-            self.params = load_params(cfg.init_from, self.params)
+        if init:
+            self.params = load_params(init, self.params)
         sp = cfg.sparsity
         self.schedule = schedules.make(sp.schedule, target=sp.target, start=sp.start,
                                        end=sp.end, every=sp.every)
@@ -175,7 +186,7 @@ class Trainer:
         cfg, steps = self.cfg, self.plan.steps
         while step < steps:
             k = min(chunk, steps - step)
-            batches = _stack([self.source.train_batch(step + i, self.plan.batch)
+            batches = _stack([self.source.train_batch(self.first_step + step + i, self.plan.batch)
                               for i in range(k)])
             self.params, self.opt_state, ce = self._chunk(self.params, self.opt_state, batches)
             ce = np.asarray(ce)
@@ -235,10 +246,11 @@ class Trainer:
 
 
 def run(cfg: RunConfig, *, chunk: int = 25, save_to: str | None = None,
-        on_chunk=None) -> dict[str, Any]:
-    """Train one config and return its result row (see `Trainer.result`)."""
+        on_chunk=None, store: str | None = None) -> dict[str, Any]:
+    """Train one config and return its result row (see `Trainer.result`); `save_to`: save the
+    final params there with orbax; `store`: resolves an init_from naming a stored run."""
     start = time.perf_counter()
-    trainer = Trainer(cfg)
+    trainer = Trainer(cfg, store)
     trained = trainer.train(chunk, on_chunk)
     if save_to and trained["error"] is None:
         save_params(save_to, trainer.params)
