@@ -4,12 +4,13 @@ search for the loss-optimal sparsity at a budget.
 N is the number of non-zero parameters and D the training tokens/images, so a cost model
 is a function of the sparsity S alone: C = 6 N D * cost(S). Which one applies depends on
 the hardware and the pruning recipe, and it changes the optimal sparsity, so it is always
-an explicit, named choice.
+an explicit, named choice. `pretrained_cost` builds one for pruning a pretrained dense model
+that charges its dense pretraining.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -37,6 +38,46 @@ def gradual_cost(S: ArrayLike) -> np.ndarray:
 def ideal_cost(S: ArrayLike) -> np.ndarray:
     """Pay only for the non-zeros, at every step: perfect sparse hardware."""
     return np.ones_like(np.asarray(S, dtype=np.float64))
+
+
+def pretrained_cost(
+    pretrain_ratio: float,
+    data_ratio: Mapping[float, float] | None = None,
+    prune: str | CostModel = "dense",
+) -> CostModel:
+    """Pruning a pretrained dense model, its dense pretraining charged: a cost model to pass
+    wherever a cost model is taken (e.g. `Law.optimal_sparsity(..., cost=pretrained_cost(4))`).
+
+    The pruning run trains on D tokens/images, charged by `prune`; before it, the dense model
+    of the full size (N / (1 - S) weights) trained on pretrain_ratio x D (>= 0). So
+    C = 6 N D [prune(S) + pretrain_ratio / (1 - S)].
+
+    data_ratio: {S: rho} measured by the pretrained chapter (from-scratch training needs rho x
+      D to reach the pruned-pretrained loss after D). The laws describe from-scratch training,
+      so with it D is counted as the law's data, rho x the pruning run's:
+      cost(S) = [prune(S) + pretrain_ratio / (1 - S)] / rho(S), with rho linear in S between
+      the given levels (0 < S < 1, rho > 0), rho(0) = 1 + pretrain_ratio (nothing pruned: the
+      dense model has seen all the data, so cost(0) = prune(0)), and the largest level's rho
+      beyond it. Without it, no credit is given for pretraining (rho = 1).
+    """
+    if not (np.isfinite(pretrain_ratio) and pretrain_ratio >= 0):
+        raise ValueError(f"pretrain_ratio must be a finite ratio >= 0 (pretraining data / "
+                         f"pruning-run data), got {pretrain_ratio!r}")
+    levels = dict(sorted((data_ratio or {}).items()))
+    if not all(0 < s < 1 and np.isfinite(r) and r > 0 for s, r in levels.items()):
+        raise ValueError(f"data_ratio must map sparsities in (0, 1) to ratios > 0, got "
+                         f"{data_ratio!r}")
+    base = resolve_cost(prune)
+    xs = np.array([0.0, *levels])
+    rhos = np.array([1.0 + pretrain_ratio, *levels.values()]) if levels else None
+
+    def cost(S: ArrayLike) -> np.ndarray:
+        S = np.asarray(S, dtype=np.float64)
+        charged = base(S) + pretrain_ratio / (1.0 - S)
+        return charged if rhos is None else charged / np.interp(S, xs, rhos)
+
+    cost.__name__ = f"pretrained_cost({pretrain_ratio:g})"
+    return cost
 
 
 COST_MODELS: dict[str, CostModel] = {

@@ -5,7 +5,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from sparsekit.costs import COST_MODELS, CUBIC_25_75_MEAN_SPARSITY, dense_cost
+from sparsekit.costs import (
+    COST_MODELS,
+    CUBIC_25_75_MEAN_SPARSITY,
+    dense_cost,
+    gradual_cost,
+    pretrained_cost,
+)
 from sparsekit.laws import (
     LAWS,
     PAPER_T5,
@@ -197,3 +203,30 @@ def test_optimal_sparsity_rejects_unknown_cost_and_bad_s_max():
         PAPER_T5.optimal_sparsity(1e8, 1e20, cost="n:m")
     with pytest.raises(ValueError, match="s_max must lie in"):
         PAPER_T5.optimal_sparsity(1e8, 1e20, cost="ideal", s_max=1.0)
+
+
+def test_pretrained_cost_charges_the_dense_pretraining():
+    S = np.array([0.0, 0.5, 0.75, 0.875])
+    # pretraining on 4x the pruning run's data, at the dense model's N / (1 - S) weights
+    np.testing.assert_allclose(pretrained_cost(4.0)(S), 1 / (1 - S) + 4 / (1 - S))
+    np.testing.assert_allclose(pretrained_cost(0.0, prune="gradual")(S), gradual_cost(S))
+    # Credit for pretraining: the law's data is rho x the pruning run's. At S = 0 nothing is
+    # pruned (rho = 1 + 4, cost 1); between measured levels rho is linear; past them constant.
+    credited = pretrained_cost(4.0, {0.5: 4.9, 0.75: 4.27})
+    np.testing.assert_allclose(credited(S), [1.0, 10 / 4.9, 20 / 4.27, 40 / 4.27])
+    np.testing.assert_allclose(credited(0.25), (4 / 3 + 16 / 3) / ((5.0 + 4.9) / 2))
+    # Charging the pretraining makes sparsity dearer: S_opt never rises.
+    C = np.geomspace(1e19, 1e26, 8)
+    charged = PAPER_T5.optimal_sparsity(1e8, C, pretrained_cost(4.0))
+    assert np.all(charged <= PAPER_T5.optimal_sparsity(1e8, C, "dense") + 1e-9)
+    assert charged[-1] > 0  # still pays at the largest budget
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [((-1.0,), "pretrain_ratio must be"), ((1.0, {0.0: 2.0}), "data_ratio must map"),
+     ((1.0, {0.5: 0.0}), "data_ratio must map"), ((1.0, None, "n:m"), "cost must be one of")],
+)
+def test_pretrained_cost_bad_inputs(args, match):
+    with pytest.raises(ValueError, match=match):
+        pretrained_cost(*args)
