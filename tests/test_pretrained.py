@@ -5,9 +5,12 @@ import shutil
 
 import jax
 import numpy as np
+import pandas as pd
 import pytest
 
 from sparsekit import pretrained
+from sparsekit.analysis import pretrained as analysis
+from sparsekit.analysis.runs import runs_from_table
 from sparsekit.config import RunConfig
 from sparsekit.models import width_for
 from sparsekit.store import Store
@@ -155,3 +158,73 @@ def _leaves(tree):
 def _assert_equal(a, b):
     for x, y in zip(_leaves(a), _leaves(b), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+# --- the ratio ----------------------------------------------------------------------------
+
+
+def test_data_to_reach_interpolates_a_local_power_law_between_bracketing_runs():
+    D, loss = [1e6, 2e6, 4e6, 2e6], [4.0, 2.9, 2.0, 3.1]  # two seeds at 2e6: mean 3.0
+    assert analysis.data_to_reach(D, loss, 3.0) == pytest.approx(2e6)  # a run's own loss
+    # between 2e6 (3.0) and 4e6 (2.0): log D linear in log L
+    expected = 2e6 * 2 ** (np.log(2.5 / 3.0) / np.log(2.0 / 3.0))
+    assert analysis.data_to_reach(D, loss, 2.5) == pytest.approx(expected)
+    # exact on a pure power law, L = 10 D^-0.1, anywhere inside
+    d = np.array([1e6, 4e6, 16e6])
+    assert analysis.data_to_reach(d, 10 * d**-0.1, 10 * 7e6**-0.1) == pytest.approx(7e6)
+    # a bump: the first crossing along D
+    assert analysis.data_to_reach([1, 2, 3, 4], [4.0, 2.0, 3.0, 1.0], 2.5) < 2
+    with pytest.raises(ValueError, match=r"below every from-scratch loss: .* more data"):
+        analysis.data_to_reach(D, loss, 1.5)
+    with pytest.raises(ValueError, match=r"above every from-scratch loss: .* less data"):
+        analysis.data_to_reach(D, loss, 5.0)
+    with pytest.raises(ValueError, match="at least 2 data amounts"):
+        analysis.data_to_reach([1e6, 1e6], [3.0, 3.1], 3.0)
+    with pytest.raises(ValueError, match="positive and finite"):
+        analysis.data_to_reach([1e6, 2e6], [3.0, np.nan], 3.0)
+
+
+def stored(cfg, loss, *, width=16, per_token=100.0):
+    """A result row of `cfg` (flattened as in a store table): D = its amount, FLOPs per token
+    of its width."""
+    d = cfg.data.amount
+    return {"key": cfg.key(), "status": "ok", "family": "t5", "unit": "tokens",
+            "sparsity": cfg.sparsity.target, "pattern": cfg.sparsity.pattern,
+            "N": 4000, "N_target": cfg.model.nonzero, "width": width, "D": d, "loss": loss,
+            "loss_se": 1e-3, "flops_dense": per_token * d,
+            **{f"config.{k}": v for k, v in pd.json_normalize(cfg.to_dict()).iloc[0].items()}}
+
+
+def test_ratio_table_on_a_power_law_curve_and_the_compute_beside_it():
+    _, dense, pruned = two_stage().configs()
+    curve = {d: 10 * d**-0.1 for d in (1024, 4096, 16384, 65536)}  # from scratch: 4x apart
+    scratch = [stored(RunConfig.from_dict({**pruned.to_dict(), "init_from": None,
+                                          "data": {**pruned.to_dict()["data"], "amount": d}}),
+                      loss) for d, loss in curve.items()]
+    reach = 8 * pruned.data.amount  # the pruned-pretrained run matches from scratch at 8x D
+    rows = [stored(dense, 2.0), stored(pruned, 10 * reach**-0.1)]
+    runs = runs_from_table(pd.DataFrame(rows), source="pretrained")
+    grid = runs_from_table(pd.DataFrame(scratch), source="grid")
+    table = analysis.ratio_table(runs, [grid])
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["D from scratch to match"] == pytest.approx(reach)
+    assert row["data ratio"] == pytest.approx(8.0) and row["paper ratio"] == 4.90
+    assert (row["D pretrain"], row["D prune"]) == (8192, 4096)
+    # one width, one cost per token: compute ratio = D* / (D pretrain + D prune)
+    assert row["compute ratio"] == pytest.approx(reach / (8192 + 4096))
+    assert row["loss from scratch, same D"] == pytest.approx(curve[4096])
+    assert row["note"] == ""
+    assert "from-scratch training needs 8.00x" in analysis.conclusion(table)
+    assert "(paper: 4.90x)" in analysis.conclusion(table)
+    fig = analysis.ratio_figure(table, runs, [grid], "t")
+    assert len(fig.data) == 3  # the curve, the pruned run, the dotted match
+    # A pruned-pretrained loss below the whole curve has no ratio, and says so.
+    better = runs_from_table(pd.DataFrame([stored(dense, 2.0), stored(pruned, 1.0)]),
+                             source="pretrained")
+    table = analysis.ratio_table(better, [grid])
+    assert np.isnan(table["data ratio"].iat[0])
+    assert table["note"].iat[0].startswith("loss 1 is not bracketed")
+    assert "no ratio" in analysis.conclusion(table)
+    with pytest.raises(ValueError, match="no runs start from a pretrained dense run"):
+        analysis.ratio_table(grid, [grid])

@@ -1,0 +1,235 @@
+"""n:m sparsity patterns against unstructured sparsity at the same S, width and data: the
+measured loss gaps (seed-averaged where seeds exist), the paper's per-pattern refit (one size
+factor per pattern, the unstructured fit's other coefficients kept), and the n:m check of the
+trained weights (`sparsekit.nmcheck`) on the checkpoints a sweep saved.
+
+Units: S is the fraction of zero weights; N non-zero non-embedding parameters; D tokens;
+losses and gaps in nats per target byte-token; m (the equivalent dense size) a multiple of N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from sparsekit import fitting, plotting
+from sparsekit.analysis.figures import GREY, loss_title
+from sparsekit.analysis.runs import Runs, _pattern_order, load_runs, runs_from_table
+from sparsekit.config import RunConfig
+from sparsekit.masks import parse_pattern
+from sparsekit.store import Store
+
+UNSTRUCTURED = "unstructured"
+POINT = ["S", "N target", "width", "D"]  # one cell: the runs that differ only by seed
+# Config fields a cell's runs may differ in (seeds), besides those the cell names.
+_FREE = {"config.seed", "config.data.seed", "config.sparsity.pattern", "config.sparsity.target",
+         "config.model.nonzero", "config.model.width", "config.data.amount"}
+
+
+def _table(stores: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
+    """The runs of `stores` (n:m and any seed runs) and the grid's at the n:m runs' points,
+    with a `pattern` column ("unstructured" when not n:m), kept once if stored twice."""
+    frames = [load_runs(store).table for store in stores]
+    table = pd.concat(frames, ignore_index=True)
+    table["pattern"] = table.get("pattern", UNSTRUCTURED)
+    table = table.fillna({"pattern": UNSTRUCTURED})
+    points = table.loc[table["pattern"] != UNSTRUCTURED, ["sparsity", "N_target", "D"]]
+    if points.empty:
+        raise ValueError(f"stores {list(stores)} hold no n:m runs")
+    twins = grid.table.merge(points.drop_duplicates()).assign(pattern=UNSTRUCTURED)
+    return pd.concat([table, twins], ignore_index=True).drop_duplicates("key")
+
+
+def pattern_runs(stores: Sequence[str | Path], grid: Runs) -> Runs:
+    """The n:m runs of `stores` (seed stores included) and every unstructured run of the
+    stores or the grid at their points (S, N target, D), as one `Runs` (family of the grid)."""
+    table = _table(stores, grid)
+    points = table.loc[table["pattern"] != UNSTRUCTURED, ["sparsity", "N_target", "D"]]
+    table = table.merge(points.drop_duplicates())
+    return runs_from_table(table, source=", ".join(map(str, stores)), family=grid.family)
+
+
+def cells(runs: Runs) -> pd.DataFrame:
+    """One row per pattern and point (S, N target, width, D): the number of runs (seeds), their
+    mean final loss and its standard deviation (ddof 1; NaN for one run). ValueError naming the
+    point when a cell's runs differ in anything but their seeds."""
+    table = runs.table.rename(columns={"sparsity": "S", "N_target": "N target"})
+    fixed = [c for c in table if c.startswith("config.") and c not in _FREE]
+    for key, group in table.groupby(["pattern", *POINT]):
+        varied = [c for c in fixed if group[c].astype(str).nunique() > 1]
+        if varied:
+            raise ValueError(f"runs at {dict(zip(['pattern', *POINT], key, strict=True))} "
+                             f"differ in {varied}, not only in their seeds")
+    out = table.groupby(["pattern", *POINT])["loss"].agg(runs="count", loss="mean", SD="std")
+    return out.reset_index()
+
+
+def gaps(cell_table: pd.DataFrame, noise: float) -> pd.DataFrame:
+    """Each n:m cell against the unstructured cell at the same point: the loss gap (n:m minus
+    unstructured, nats; > 0: n:m worse), the gap relative to the unstructured loss (%), its
+    standard error from the seed SD `noise` (nats; each cell's mean of its runs), and whether
+    the gap lies within 2 seed SDs (then single runs cannot order the two: seeds are needed)."""
+    table = cell_table.set_index(POINT)
+    ours = table[table["pattern"] != UNSTRUCTURED]
+    ref = table[table["pattern"] == UNSTRUCTURED]
+    ours = ours[ours.index.isin(ref.index)]
+    ref = ref.loc[ours.index]
+    out = ours[["pattern", "runs", "loss"]].copy()
+    out["unstructured runs"] = ref["runs"].to_numpy()
+    out["unstructured"] = ref["loss"].to_numpy()
+    out["gap"] = out["loss"] - out["unstructured"]
+    out["gap (%)"] = 100 * out["gap"] / out["unstructured"]
+    out["gap SE"] = noise * np.sqrt(1 / out["runs"] + 1 / out["unstructured runs"])
+    out["within 2 seed SDs"] = out["gap"].abs() < 2 * noise
+    out = out.reset_index()
+    order = out["pattern"].map(_pattern_order)
+    return out.iloc[np.lexsort((out["D"], out["N target"], order))].reset_index(drop=True)
+
+
+def gap_summary(gap_table: pd.DataFrame) -> pd.DataFrame:
+    """Per pattern: its sparsity, the points compared, and the mean, smallest and largest gap
+    over unstructured (nats) and the mean relative gap (%)."""
+    groups = gap_table.groupby("pattern", sort=False)
+    out = groups.agg(S=("S", "first"), points=("gap", "count"), mean=("gap", "mean"),
+                     smallest=("gap", "min"), largest=("gap", "max"),
+                     **{"mean (%)": ("gap (%)", "mean")})
+    return out.loc[sorted(out.index, key=_pattern_order)]
+
+
+def refit(base: fitting.FitResult, runs: Runs, seed: int = 0) -> dict[str, fitting.FactorFit]:
+    """The paper's per-pattern refit on the n:m runs of `runs` (every seed a point): one size
+    factor per pattern, every other coefficient from `base`, the fit to the unstructured and
+    dense runs (see `fitting.fit_pattern_factors`)."""
+    nm = runs.select(runs.table["pattern"] != UNSTRUCTURED)
+    if not len(nm):
+        raise ValueError(f"{runs.source}: no n:m runs to refit")
+    return fitting.fit_pattern_factors(base, nm.S, nm.N, nm.D, nm.loss,
+                                       list(nm.table["pattern"]), seed=seed)
+
+
+def refit_table(fits: dict[str, fitting.FactorFit]) -> pd.DataFrame:
+    """One row per pattern: S, runs, its equivalent dense size m and unstructured m(S) at the
+    same S with their 95% intervals (when the base fit was bootstrapped), m relative to
+    unstructured, and the mean Huber objective of the refit."""
+    rows = {}
+    for label, f in sorted(fits.items(), key=lambda item: _pattern_order(item[0])):
+        row = {"S": f.S, "runs": f.n_points}
+        for name, key, value in (("m", "dense_equivalent", f.dense_equivalent),
+                                 ("unstructured m(S)", "reference", f.reference),
+                                 ("m / unstructured", "relative", f.relative)):
+            low, high = f.intervals.get(key, (np.nan, np.nan))
+            row |= {name: value, f"{name} 95% low": low, f"{name} 95% high": high}
+        rows[label] = row | {"objective": f.objective}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pattern")
+
+
+def refit_figure(fits: dict[str, fitting.FactorFit], title: str) -> go.Figure:
+    """Equivalent dense size m of each pattern (markers in its sparsity's colour, 95% bars
+    where computed) beside unstructured sparsity's m(S) at the same S (grey)."""
+    fig = plotting.figure(title, "sparsity pattern", "equivalent dense size m (x N)")
+    ordered = sorted(fits.values(), key=lambda f: (f.S, -parse_pattern(f.label).m))
+    seen = set()
+    for f in ordered:
+        for name, value, key, color in (
+            (f"unstructured {100 * f.S:g}%", f.reference, "reference", GREY),
+            (f.label, f.dense_equivalent, "dense_equivalent", plotting.sparsity_color(f.S)),
+        ):
+            if name in seen:
+                continue
+            seen.add(name)
+            low, high = f.intervals.get(key, (value, value))
+            fig.add_scatter(
+                x=[name], y=[value], mode="markers", showlegend=False,
+                marker={"color": color, "size": 11, "symbol": "diamond" if color == GREY
+                        else "circle"},
+                error_y={"type": "data", "symmetric": False, "array": [high - value],
+                         "arrayminus": [value - low]},
+                hovertemplate=f"{name}<br>m = %{{y:.3f}} (95%: {low:.3f} to {high:.3f})"
+                              "<extra></extra>",
+            )
+    return fig
+
+
+def gap_figure(gap_table: pd.DataFrame, unit: str, title: str) -> go.Figure:
+    """The loss gap of each n:m pattern over unstructured at each point against D, a panel
+    per sparsity, a marker symbol per pattern; bars are 2 standard errors from the seed SD."""
+    levels = sorted(gap_table["S"].unique())
+    fig = plotting.figure(title, f"training data D ({unit})", loss_title(unit, "n:m - unstructured"),
+                          log_x=True, subplot_titles=[plotting.sparsity_label(s) for s in levels])
+    fig.update_yaxes(matches="y")
+    symbols = ("circle", "square", "diamond", "triangle-up")
+    for i, (pattern, rows) in enumerate(gap_table.groupby("pattern", sort=False)):
+        col = levels.index(rows["S"].iat[0]) + 1
+        fig.add_scatter(
+            x=rows["D"], y=rows["gap"], error_y={"array": 2 * rows["gap SE"]}, mode="markers",
+            row=1, col=col, name=pattern,
+            marker={"color": plotting.sparsity_color(rows["S"].iat[0]), "size": 9,
+                    "symbol": symbols[i % len(symbols)]},
+            customdata=np.stack([rows["N target"], rows["runs"]], axis=1),
+            hovertemplate=f"{pattern}<br>D = %{{x:.4g}}<br>gap = %{{y:.4f}}<br>"
+                          "N target = %{customdata[0]}, n:m seeds = %{customdata[1]}"
+                          "<extra></extra>",
+        )
+    for col in range(1, len(levels) + 1):
+        fig.add_hline(y=0.0, line={"color": GREY, "dash": "dot"}, row=1, col=col)
+    return fig
+
+
+def weight_checks(stores: Sequence[str | Path]) -> pd.DataFrame:
+    """The n:m check (`nmcheck.check_checkpoint`) of every finished n:m run in `stores` whose
+    params a sweep saved (`<store>/checkpoints/<key>`): one row per run, with the matrices and
+    groups checked, the groups holding more than n non-zeros and the most non-zeros in one
+    group; runs without a checkpoint get a note instead (checkpoints are not committed)."""
+    from sparsekit.nmcheck import check_checkpoint  # loads the training stack
+    from sparsekit.pretrained import checkpoint_path
+
+    rows = []
+    for store in stores:
+        for result in Store(store).results():
+            pattern = parse_pattern(result.get("pattern") or UNSTRUCTURED)
+            if result.get("status") != "ok" or pattern.kind != "nm":
+                continue
+            row = {"store": str(store), "key": result["key"], "pattern": str(pattern),
+                   "width": result.get("width"), "D": result.get("D")}
+            path = checkpoint_path(store, result["key"])
+            if not path.exists():
+                rows.append(row | {"note": "no checkpoint here (not committed; rerun the grid)"})
+                continue
+            report = check_checkpoint(str(path), RunConfig.from_dict(result["config"]))
+            rows.append(row | {"matrices": len(report.matrices), "groups": report.groups,
+                               "violating groups": report.violating,
+                               "most non-zeros in a group": max(c.max_nonzero
+                                                                for c in report.matrices),
+                               "note": "" if report.ok else str(report)})
+    return pd.DataFrame(rows)
+
+
+def conclusion(summary: pd.DataFrame, fits: dict[str, fitting.FactorFit] | None,
+               checks: pd.DataFrame) -> str:
+    """A short conclusion computed from the gap summary, the refit (None when not fitted) and
+    the weight checks, in Markdown."""
+    lines = []
+    for pattern, row in summary.iterrows():
+        text = (f"- **{pattern}** ({100 * row['S']:g}%): {row['mean']:+.3f} nats against "
+                f"unstructured on average over {int(row['points'])} points ({row['smallest']:+.3f} "
+                f"to {row['largest']:+.3f}; {row['mean (%)']:+.2f}% of the loss)")
+        if fits and pattern in fits:
+            f = fits[pattern]
+            low, high = f.intervals.get("relative", (np.nan, np.nan))
+            ci = f" (95%: {low:.2f} to {high:.2f})" if np.isfinite(low) else ""
+            text += (f"; refit: equivalent dense size {f.dense_equivalent:.2f}x N against "
+                     f"{f.reference:.2f}x unstructured, {f.relative:.2f} of it{ci}")
+        lines.append(text + ".")
+    checked = checks[checks["groups"].notna()] if "groups" in checks else checks.iloc[:0]
+    if len(checked):
+        bad = int(checked["violating groups"].sum())
+        lines.append(f"- Weights: {len(checked)} n:m checkpoints checked, "
+                     f"{int(checked['groups'].sum())} groups, {bad} with more than n non-zeros"
+                     + (" (all hold the pattern)." if bad == 0 else " (see the table)."))
+    else:
+        lines.append("- Weights: no n:m checkpoint here to check (see the check above).")
+    return "\n".join(lines)
