@@ -10,6 +10,15 @@ share of the step spent generating data.
 
     python benchmarks/throughput.py [--family t5|vit] [--widths 32 64 144] [--chunks 3]
                                     [--attention-share]
+    python benchmarks/throughput.py --grid GRID.yaml [--grid OTHER.yaml ...] [--chunks 3]
+
+--grid measures, side by side in one run, the base recipe of each grid file (its data
+source, batch, depth, optimizer) at every dense width the grid trains, and estimates the
+grid's summed run time: for each run, its steps at the measured rate of its width plus the
+measured start-up (building the run and compiling its step). Where a grid's store is named
+by --store (same order as --grid) and holds its runs, the actual summed run time is printed
+beside the estimate: their ratio calibrates the estimate of a grid not yet run, measured in
+the same run on the same (possibly shared) machine.
 
 --attention-share also trains each model with the attention scores, softmax and weighted
 values replaced by a cheap stand-in (same projections, no L x L work) and prints the share of
@@ -30,7 +39,7 @@ import jax
 
 from sparsekit.config import Data, Model, RunConfig
 from sparsekit.models import layers
-from sparsekit.train import Trainer, _block_tokens, _flops, _stack
+from sparsekit.train import Trainer, _block_tokens, _flops, _stack, family_of, plan
 
 CHUNK = 25
 
@@ -66,9 +75,15 @@ def attention_stand_in():
         layers.Attention.__call__ = original
 
 
-def measure(family: str, width: int, chunks: int) -> dict:
-    """Steady-state throughput of training a dense model of this width."""
-    cfg = RunConfig(model=Model(family, width=width), data=Data(amount=10**7, eval_examples=8))
+def measure(family: str, width: int, chunks: int, base: RunConfig | None = None) -> dict:
+    """Steady-state throughput of training a dense model of this width (with `base`: that
+    config's recipe and data at this width), and its start-up time in seconds (building the
+    run, compiling its step and, with `base`, the final evaluation, beyond one steady chunk)."""
+    if base is None:
+        cfg = RunConfig(model=Model(family, width=width), data=Data(amount=10**7, eval_examples=8))
+    else:
+        cfg = base.replace(**{"model.width": width, "model.nonzero": None, "sparsity.target": 0.0})
+    start = time.perf_counter()
     trainer = Trainer(cfg)
     step = 0
 
@@ -85,6 +100,9 @@ def measure(family: str, width: int, chunks: int) -> dict:
         return t1 - t0, time.perf_counter() - t1
 
     one_chunk()  # compile
+    if base is not None:  # a run ends with its validation loss
+        trainer.evaluate(trainer.params)
+    first = time.perf_counter() - start
     data_t, step_t = zip(*(one_chunk() for _ in range(chunks)), strict=True)
     per_step = (statistics.median(data_t) + statistics.median(step_t)) / CHUNK
     flops = 3 * _flops(trainer.fam, width, trainer.source) * trainer.plan.batch
@@ -92,8 +110,50 @@ def measure(family: str, width: int, chunks: int) -> dict:
     return {"shape_flops_per_s": matmul_flops(rows, width, trainer.fam.mlp_width(width)),
             "family": family, "width": width, "block_params": trainer.fam.block_params(width),
             "units_per_s": trainer.plan.units_per_step / per_step, "unit": trainer.source.unit,
-            "flops_per_s": flops / per_step,
+            "flops_per_s": flops / per_step, "startup_s": first - CHUNK * per_step,
             "data_share": statistics.median(data_t) / (CHUNK * per_step)}
+
+
+def grid_runs(path: str) -> tuple[RunConfig, list[tuple[int, int]]]:
+    """A grid's first config and (width, units trained) of each of its runs."""
+    from sparsekit.data import make_source
+    from sparsekit.sweep import load_grid
+
+    configs = load_grid(path).configs()
+    runs, sources = [], {}
+    for cfg in configs:
+        options = dict(cfg.data.options)
+        key = repr(sorted(options.items()))
+        if key not in sources:
+            sources[key] = make_source(cfg.model.family, eval_examples=8, **options)
+        source = sources[key]
+        p = plan(cfg, family_of(cfg, source), source)
+        runs.append((p.width, p.data_seen))
+    return configs[0], runs
+
+
+def grid_cost(paths: list[str], stores: list[str], chunks: int) -> None:
+    """Print each grid's rates per width and its estimated (and, if stored, actual) cost."""
+    from sparsekit.store import load
+
+    print(f"{'grid':>34} {'width':>6} {'units/s':>10} {'start-up s':>10} {'data share':>10}")
+    for i, path in enumerate(paths):
+        base, runs = grid_runs(path)
+        rates = {}
+        for width in sorted({w for w, _ in runs}):
+            r = measure(base.model.family, width, chunks, base)
+            rates[width] = r
+            print(f"{path:>34} {width:>6} {r['units_per_s']:>10,.0f} {r['startup_s']:>10.1f} "
+                  f"{r['data_share']:>10.1%}")
+        estimate = sum(units / rates[w]["units_per_s"] + rates[w]["startup_s"] for w, units in runs)
+        line = f"{path}: {len(runs)} runs, estimated {estimate / 3600:.2f} h summed run time"
+        if i < len(stores):
+            table = load(stores[i], allow_empty=True)
+            if len(table):
+                actual = float(table["wall_time_s"].sum())
+                line += (f"; its store {stores[i]}: {len(table)} runs, {actual / 3600:.2f} h "
+                         f"(actual / estimate {actual / estimate:.2f})")
+        print(line)
 
 
 def main() -> None:
@@ -102,9 +162,14 @@ def main() -> None:
     ap.add_argument("--widths", type=int, nargs="+", default=[32, 64, 144])
     ap.add_argument("--chunks", type=int, default=3)
     ap.add_argument("--attention-share", action="store_true")
+    ap.add_argument("--grid", action="append", default=[], help="grid YAML: estimate its cost")
+    ap.add_argument("--store", action="append", default=[], help="store of the n-th --grid")
     args = ap.parse_args()
     peak = matmul_flops(1024, 1024, 1024)
     print(f"{jax.default_backend()} float32 matmul peak (1024^2): {peak / 1e9:.1f} GFLOP/s")
+    if args.grid:
+        grid_cost(args.grid, args.store, args.chunks)
+        return
     print(f"{'family':>6} {'width':>6} {'block params':>12} {'units/s':>10} {'unit':>7} "
           f"{'GFLOP/s':>8} {'of peak':>8} {'MLP-shape matmul':>17} {'data share':>10}"
           + (f" {'attention share':>15}" if args.attention_share else ""))

@@ -45,10 +45,17 @@ class Model:
     nonzero: int | None = None  # target N: non-zero non-embedding parameters (or give width)
     width: int | None = None  # model width d; overrides `nonzero` when given
     depth: int | None = None  # layers per stack; None = the family default
+    head_init: float = 0.0  # ViT head kernel std at init, in units of 1/sqrt(width); 0: a
+    # zero head (initial loss ln C). Added later: see LATER_FIELDS
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
+        if not (isinstance(self.head_init, int | float) and 0 <= self.head_init <= 10):
+            raise ValueError(f"head_init must be a number in [0, 10], got {self.head_init!r}")
+        if self.head_init and self.family != "vit":
+            raise ValueError(f"head_init is a ViT option; {self.family} takes 0, got "
+                             f"{self.head_init!r}")
         if (self.nonzero is None) == (self.width is None):
             raise ValueError("give exactly one of nonzero (target N, > 0) or width (> 0)")
         for name in ("nonzero", "width", "depth"):
@@ -135,6 +142,11 @@ class Data:
             raise ValueError(f"eval_examples must be >= 1, got {self.eval_examples}")
 
 
+# Fields added after results stores were keyed by `RunConfig.key()`: `to_dict()` leaves each
+# out while it holds its default, so every config written before the field keeps its key.
+LATER_FIELDS: dict[str, dict[str, Any]] = {"model": {"head_init": 0.0}}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     model: Model
@@ -150,7 +162,13 @@ class RunConfig:
         object.__setattr__(self, "data", _filled(self.data, self.model.family))
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, nested; a field of LATER_FIELDS only when it differs from its default."""
+        d = dataclasses.asdict(self)
+        for group, defaults in LATER_FIELDS.items():
+            for name, default in defaults.items():
+                if d[group][name] == default:
+                    del d[group][name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:

@@ -11,6 +11,12 @@ full product (e.g. long data amounts only at the sizes where they reach a regime
     zipped: {optim.lr: [3.0e-3, 1.0e-3], optim.warmup: [0.05, 0.1]}   # optional
     more:                                                              # optional
       - axes: {data.amount: [8192], model.nonzero: [2000]}
+    seed_per_point: true                                               # optional
+
+With `seed_per_point`, every point gets its own init and data seed (`seed` = `data.seed` =
+`point_seed(point)`, a hash of its overrides), so no two points share an initialisation or a
+data order: a width's seed is not inherited by every sparsity trained at that width, and a
+run's seed noise is not read as an effect of S, N or D.
 
 Pruning a pretrained dense model takes two stages (`sparsekit.pretrained`): a point with
 `init_from: pretrained` starts from the saved params of its dense model, whose config is the
@@ -36,7 +42,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import itertools
+import json
 import math
 import multiprocessing
 import os
@@ -122,6 +130,16 @@ def _copy_dicts(value: Any) -> Any:
 
 # --- grids ----------------------------------------------------------------------------------
 
+SEED_FIELDS = ("seed", "data.seed")  # what `seed_per_point` sets
+
+
+def point_seed(point: dict[str, Any]) -> int:
+    """A seed in [0, 2^31) from a point's overrides (dotted name -> value): the first 31 bits
+    of the sha256 of their JSON (keys sorted), so it depends on the point only, not on the
+    grid's order or on which other points the grid holds."""
+    text = json.dumps(point, sort_keys=True, separators=(",", ":"))
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) >> 1
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -137,6 +155,7 @@ class Grid:
     name: str = "grid"  # label for progress and summaries
     more: list[dict[str, Any]] = field(default_factory=list)  # further blocks over the same
     # base, each a mapping with `axes` and/or `zipped`; their points follow the main block's
+    seed_per_point: bool = False  # each point's seed and data.seed = point_seed(its overrides)
     pretrain: dict[str, Any] | None = None  # dotted overrides that make the dense stage-1
     # config of every point with `init_from: pretrained` (see `sparsekit.pretrained`)
     checkpoints: bool = False  # save every run's final params to <store>/checkpoints/<key>
@@ -166,6 +185,13 @@ class Grid:
         both = self.axes.keys() & self.zipped.keys()
         if both:
             raise GridError(f"grid {self.name!r}: {sorted(both)} in both axes and zipped")
+        if not isinstance(self.seed_per_point, bool):
+            raise GridError(f"grid {self.name!r}: seed_per_point must be true or false, got "
+                            f"{self.seed_per_point!r}")
+        varied = (self.axes.keys() | self.zipped.keys()) & set(SEED_FIELDS)
+        if self.seed_per_point and varied:
+            raise GridError(f"grid {self.name!r}: seed_per_point sets {list(SEED_FIELDS)}; "
+                            f"do not vary {sorted(varied)} too")
         if self.pretrain is not None:
             if not isinstance(self.pretrain, dict) or "init_from" in self.pretrain:
                 raise GridError(f"grid {self.name!r}: pretrain must be a mapping of dotted "
@@ -193,7 +219,8 @@ class Grid:
         return blocks
 
     def points(self) -> list[dict[str, Any]]:
-        """The overrides of every point (dotted name -> value); the first axis varies slowest."""
+        """The overrides of every point (dotted name -> value); the first axis varies slowest.
+        With `seed_per_point`, each point also sets its seeds (see `point_seed`)."""
         factors = [[{axis: v} for v in values] for axis, values in self.axes.items()]
         if self.zipped:
             factors.append(
@@ -206,6 +233,8 @@ class Grid:
             {k: v for part in combo for k, v in part.items()}
             for combo in itertools.product(*factors)
         ]
+        if self.seed_per_point:
+            own = [{**p, **dict.fromkeys(SEED_FIELDS, point_seed(p))} for p in own]
         return own + [point for block in self.blocks() for point in block.points()]
 
     def configs(self) -> list[RunConfig]:

@@ -30,7 +30,6 @@ from sparsekit.data import make_source
 from sparsekit.data.source import check_units
 from sparsekit.laws import average_density
 from sparsekit.models import get_family, kinds, width_for
-from sparsekit.models.vit import IMAGE_SIZE, PATCH
 from sparsekit.optim import make_optimizer
 from sparsekit.pruning import census, sparsify
 
@@ -47,15 +46,19 @@ class Plan:
 
 
 def family_of(cfg: RunConfig, source: Any):
-    """The model family with the config's depth and the data's class count applied."""
+    """The model family with the config's depth and head init and the data's class count and
+    image size applied."""
     fam = get_family(cfg.model.family)
     changes = {}
     if cfg.model.depth is not None:
         depth_fields = ["depth"] if cfg.model.family == "vit" else ["encoder_depth",
                                                                      "decoder_depth"]
         changes.update(dict.fromkeys(depth_fields, cfg.model.depth))
-    if hasattr(source, "num_classes"):
-        changes["num_classes"] = source.num_classes
+    if cfg.model.head_init:
+        changes["head_init"] = cfg.model.head_init
+    for name in ("num_classes", "image_size"):  # vision sources only
+        if hasattr(source, name):
+            changes[name] = getattr(source, name)
     return dataclasses.replace(fam, **changes)
 
 
@@ -95,7 +98,7 @@ def _block_tokens(fam: Any, source: Any) -> float:
     if fam.name == "t5":
         enc, dec = fam.encoder_depth, fam.decoder_depth
         return (enc * source.lengths.input_length + dec * source.lengths.target_length) / (enc + dec)
-    return (IMAGE_SIZE // PATCH) ** 2
+    return fam.tokens
 
 
 def pure_loss(graphdef: Any, treedef: Any, loss_fn: Any):

@@ -28,7 +28,15 @@ from sparsekit.store import (
     StoreBusyError,
     load,
 )
-from sparsekit.sweep import Grid, GridError, SweepInterrupted, load_grid, make_config, sweep
+from sparsekit.sweep import (
+    Grid,
+    GridError,
+    SweepInterrupted,
+    load_grid,
+    make_config,
+    point_seed,
+    sweep,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = {"model": {"family": "vit"}, "data": {"amount": 256, "batch": 32, "eval_examples": 32}}
@@ -111,6 +119,32 @@ def test_zipped_axes_vary_together_and_duplicates_run_once():
     # 2:4 with target 0 or 0.5 is the same config (n:m sets S = 0.5): 3 distinct points x 2
     assert len(grid.points()) == 8 and len(configs) == 6
     assert {(c.optim.lr, c.data.seed) for c in configs} == {(1e-3, 1), (3e-3, 2)}
+
+
+def test_seed_per_point_gives_each_point_its_own_stable_seeds(tmp_path):
+    """Every point its own init and data seed, a function of the point alone (so a width's
+    seed is not shared by its sparsities, and adding points changes no existing seed)."""
+    axes = {"model.nonzero": [1000, 4000], "sparsity.target": [0.0, 0.5]}
+    configs = Grid(base=BASE, axes=axes, seed_per_point=True).configs()
+    seeds = [(c.seed, c.data.seed) for c in configs]
+    assert all(s == d for s, d in seeds) and len({s for s, _ in seeds}) == 4
+    assert all(0 <= s < 2**31 for s, _ in seeds)
+    point = {"model.nonzero": 1000, "sparsity.target": 0.5}
+    assert configs[1].seed == point_seed(point) == point_seed(dict(reversed(point.items())))
+    wider = Grid(base=BASE, axes={**axes, "model.nonzero": [1000, 2000, 4000]},
+                 seed_per_point=True).configs()
+    assert {c.key() for c in configs} <= {c.key() for c in wider}
+    assert {c.seed for c in Grid(base=BASE, axes=axes).configs()} == {0}
+    with pytest.raises(GridError, match="seed_per_point sets"):
+        Grid(base=BASE, axes={**axes, "seed": [1, 2]}, seed_per_point=True)
+    with pytest.raises(GridError, match="true or false"):
+        Grid(base=BASE, axes=axes, seed_per_point="yes")
+    path = tmp_path / "g.yaml"
+    path.write_text("base: {model: {family: vit, nonzero: 1000}, data: {amount: 256}}\n"
+                    "axes: {sparsity.target: [0.0, 0.5]}\nseed_per_point: true\n"
+                    "more:\n  - axes: {data.amount: [512]}\n")
+    loaded = load_grid(path).configs()
+    assert len({c.seed for c in loaded}) == 3 and all(c.seed == c.data.seed for c in loaded)
 
 
 def test_load_grid_yaml(tmp_path):

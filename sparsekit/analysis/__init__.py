@@ -25,6 +25,12 @@ from sparsekit.analysis.checks import (
     grid_parameter,
     store_parameter,
 )
+from sparsekit.analysis.criteria import (
+    above_floor_table,
+    criteria_table,
+    curve_table,
+    design_criteria,
+)
 from sparsekit.analysis.figures import (
     DASHES,
     GREY,
@@ -85,6 +91,7 @@ from sparsekit.analysis.runs import (
     Runs,
     coverage_table,
     describe_sweep,
+    finished_runs,
     load_families,
     load_runs,
     load_stores,
@@ -98,6 +105,7 @@ from sparsekit.analysis.runs import (
     runs_from_table,
     runs_table,
     seed_spread,
+    stores_with_runs,
     styled,
 )
 
@@ -122,6 +130,7 @@ __all__ = [
     "SYMBOLS",
     "LawFits",
     "Runs",
+    "above_floor_table",
     "check_choice",
     "check_choices",
     "check_flag",
@@ -132,10 +141,14 @@ __all__ = [
     "comparison_table",
     "count",
     "coverage_table",
+    "criteria_table",
+    "curve_table",
     "data_title",
     "dense_equivalent_figure",
     "dense_equivalent_table",
     "describe_sweep",
+    "design_criteria",
+    "finished_runs",
     "fit_laws",
     "fit_regimes",
     "grid_parameter",
@@ -170,6 +183,7 @@ __all__ = [
     "seed_spread",
     "sopt_map",
     "store_parameter",
+    "stores_with_runs",
     "styled",
     "tokens_per_param",
     "unsupported",

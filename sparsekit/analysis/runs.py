@@ -111,6 +111,22 @@ def runs_from_table(frame: pd.DataFrame, *, source: str, family: str | None = No
     return Runs(ok["family"].iat[0], ok["unit"].iat[0], source, ok)
 
 
+def finished_runs(frame: pd.DataFrame, *, source: str, family: str | None = None) -> Runs | None:
+    """`runs_from_table`, or None when the table holds no finished run of the family yet (a
+    grid not run, or not finished): for chapters that show "not yet run" instead of failing."""
+    try:
+        return runs_from_table(frame, source=source, family=family)
+    except ValueError as e:
+        if "has no" in str(e):
+            return None
+        raise
+
+
+def stores_with_runs(stores: Sequence[str | Path]) -> list[str | Path]:
+    """The stores (existing directories) that hold at least one finished run."""
+    return [s for s in stores if finished_runs(load(s, allow_empty=True), source=str(s))]
+
+
 def load_runs(store: str | Path, *, family: str | None = None) -> Runs:
     """The finished runs of a results store (ValueError naming the store if there are none)."""
     return runs_from_table(

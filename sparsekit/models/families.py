@@ -41,11 +41,12 @@ class Family:
     loss_fn: ClassVar[Callable]
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):  # every field is a positive size or ratio
-            if not getattr(self, field.name) > 0:
-                raise ValueError(
-                    f"{type(self).__name__}.{field.name} must be > 0, got {getattr(self, field.name)!r}"
-                )
+        for field in dataclasses.fields(self):  # every field is a size or ratio, > 0 or >= 0
+            value = getattr(self, field.name)
+            if field.metadata.get("zero_ok") and not value >= 0:
+                raise ValueError(f"{type(self).__name__}.{field.name} must be >= 0, got {value!r}")
+            if not field.metadata.get("zero_ok") and not value > 0:
+                raise ValueError(f"{type(self).__name__}.{field.name} must be > 0, got {value!r}")
 
     @property
     def quantum(self) -> int:
@@ -81,13 +82,28 @@ def _mlp_shapes(width: int, hidden: int, gated: bool) -> list[Shape]:
 
 @dataclasses.dataclass(frozen=True)
 class ViTFamily(Family):
-    """ViT on 32x32x3 images: patch 4, pre-LN, MLP 4x, GAP, zero head."""
+    """ViT on square RGB images: patch 4, pre-LN, MLP 4x, GAP, zero head by default."""
 
     depth: int = 4  # Transformer layers
     num_classes: int = 10  # output classes
+    image_size: int = IMAGE_SIZE  # pixels per side (the data's); a multiple of patch
+    patch: int = PATCH  # pixels per patch side: (image_size / patch)^2 tokens per image
+    head_init: float = dataclasses.field(default=0.0, metadata={"zero_ok": True})  # head
+    # kernel std in units of 1/sqrt(width); 0: zero head (initial loss ln num_classes)
 
     name: ClassVar[str] = "vit"
     loss_fn: ClassVar[Callable] = staticmethod(vit_loss)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.image_size % self.patch:
+            raise ValueError(f"ViTFamily.image_size={self.image_size} must be a multiple of "
+                             f"patch={self.patch}")
+
+    @property
+    def tokens(self) -> int:
+        """Patch tokens per image: (image_size / patch)^2."""
+        return (self.image_size // self.patch) ** 2
 
     def make(self, width: int, rngs: nnx.Rngs, **kw) -> ViT:
         """Build the model; kw go to `ViT` (e.g. use_pos_emb=False)."""
@@ -99,6 +115,9 @@ class ViTFamily(Family):
             mlp_width=self.mlp_width(width),
             num_classes=self.num_classes,
             rngs=rngs,
+            image_size=self.image_size,
+            patch=self.patch,
+            head_init=self.head_init,
             **kw,
         )
 
@@ -113,9 +132,9 @@ class ViTFamily(Family):
     def flops_per_example(self, width: int) -> int:
         """Forward matmul FLOPs (2 per multiply-add) per image: patch embedding, q/k/v/o,
         attention scores and values, MLP, head. Training is about 3x this."""
-        t, f = (IMAGE_SIZE // PATCH) ** 2, self.mlp_width(width)
+        t, f = self.tokens, self.mlp_width(width)
         layer = 2 * t * (4 * width**2 + 2 * width * f) + 2 * 2 * t * t * width
-        embed = 2 * t * PATCH * PATCH * CHANNELS * width
+        embed = 2 * t * self.patch * self.patch * CHANNELS * width
         return embed + self.depth * layer + 2 * width * self.num_classes
 
 

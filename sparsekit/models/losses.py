@@ -23,11 +23,24 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.
     return lse - label_logit, lse
 
 
+def soft_cross_entropy(logits: jax.Array, probs: jax.Array) -> jax.Array:
+    """Per-example cross-entropy (nats) of softmax(logits) against target distributions
+    `probs` [..., C]: -sum_c p_c log q_c = H(p) + KL(p || q)."""
+    return -jnp.sum(probs * jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1), axis=-1)
+
+
 def vit_loss(model: nnx.Module, batch: dict[str, jax.Array]) -> tuple[jax.Array, dict]:
-    """batch {"image": f32 [B,32,32,3], "label": i32 [B]} -> mean CE, {"ce", "accuracy"}."""
+    """batch {"image": f32 [B,S,S,3], and "probs": f32 [B,C] or "label": i32 [B]} -> mean CE,
+    {"ce", "accuracy"}. With "probs" (soft targets, e.g. a teacher's) the cross-entropy is
+    against them and accuracy counts agreement with their argmax; otherwise against "label"."""
     logits = model(batch["image"])
-    ce, _ = cross_entropy(logits, batch["label"])
-    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == batch["label"])
+    if "probs" in batch:
+        ce = soft_cross_entropy(logits, batch["probs"])
+        label = jnp.argmax(batch["probs"], axis=-1)
+    else:
+        ce, _ = cross_entropy(logits, batch["label"])
+        label = batch["label"]
+    accuracy = jnp.mean(jnp.argmax(logits, axis=-1) == label)
     loss = jnp.mean(ce)
     return loss, {"ce": loss, "accuracy": accuracy}
 
