@@ -18,7 +18,7 @@ import pytest
 from sparsekit import analysis, plotting
 from sparsekit.laws import SparseLaw
 from sparsekit.provenance import Lock
-from sparsekit.store import Store
+from sparsekit.store import Store as _Store
 from sparsekit.sweep import load_grid
 
 LAW = SparseLaw(a_S=3.0, b_S=0.8, c_S=5.0, b_N=0.3, a_D=1e4, b_D=0.4, c=1.0)  # nats, tokens
@@ -53,6 +53,32 @@ def row(S: float, N: int, D: int, *, family: str = "t5", status: str = "ok", **e
         "config.optim.lr": 3e-3,
         **extra,
     }
+
+
+def nested(row: dict) -> dict:
+    """A flat row ("config.optim.lr": ..., as the store's table has it) as a run file holds
+    it: dotted keys nested, under an empty `config` at least; a nested value already in the
+    row (e.g. a whole `config`) wins over a flat one."""
+    result: dict = {"config": {}}
+    for name, value in row.items():  # the flat keys first, so nested values overwrite them
+        if "." in name:
+            *parents, leaf = name.split(".")
+            node = result
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+    for name, value in row.items():
+        if "." not in name:
+            both = isinstance(value, dict) and isinstance(result.get(name), dict)
+            result[name] = {**result[name], **value} if both else value
+    return result
+
+
+class Store(_Store):
+    """A results store that takes the flat rows of these tests (see `nested`)."""
+
+    def put(self, result: dict) -> None:
+        super().put(nested(result))
 
 
 def make_table(

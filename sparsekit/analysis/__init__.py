@@ -9,8 +9,11 @@ byte-token (T5) or per image (ViT). Every figure goes through `plotting.figure`,
 the book's renderer, colours and axis conventions.
 
 Modules: `checks` (notebook parameters), `runs` (stores as runs, run tables), `fits` (law
-fits and their tables), `regime` (D/N against the paper's), `figures` (plotly figures), `provenance` (provenance tables). The
-notebooks use them through this package: `from sparsekit import analysis; analysis.fit_laws`.
+fits and their tables), `regime` (D/N against the paper's), `evidence` and `findings` (the
+paper's claims tested on the runs, with verdicts), `figures` (plotly figures), `provenance`
+(provenance tables). The notebooks use them through this package: `from sparsekit import
+analysis; analysis.fit_laws`. (`analysis.findings` is the function; import the module's other
+names from `sparsekit.analysis.findings`.)
 """
 
 from __future__ import annotations
@@ -40,12 +43,28 @@ from sparsekit.analysis.figures import (
     count,
     data_title,
     dense_equivalent_figure,
+    exponent_figure,
+    gap_figure,
     loss_title,
     loss_vs_data,
     loss_vs_size,
     predicted_vs_measured,
     sopt_map,
     wall_time_figure,
+)
+from sparsekit.analysis.findings import (
+    CLAIMS,
+    Assessment,
+    assess_views,
+    claim_table,
+    exponent_table,
+    findings,
+    heldout_comparison,
+    not_testable,
+    store_or_reason,
+    styled_verdicts,
+    verdict_table,
+    view_noise,
 )
 from sparsekit.analysis.fits import (
     ALL_RUNS,
@@ -111,6 +130,7 @@ from sparsekit.analysis.runs import (
 
 __all__ = [
     "ALL_RUNS",
+    "CLAIMS",
     "DASHES",
     "DELTA",
     "FAMILIES",
@@ -128,15 +148,18 @@ __all__ = [
     "SHA",
     "SMOKE_RESULTS",
     "SYMBOLS",
+    "Assessment",
     "LawFits",
     "Runs",
     "above_floor_table",
+    "assess_views",
     "check_choice",
     "check_choices",
     "check_flag",
     "check_grid",
     "check_int",
     "check_stores",
+    "claim_table",
     "coefficient_table",
     "comparison_table",
     "count",
@@ -148,10 +171,15 @@ __all__ = [
     "dense_equivalent_table",
     "describe_sweep",
     "design_criteria",
+    "exponent_figure",
+    "exponent_table",
+    "findings",
     "finished_runs",
     "fit_laws",
     "fit_regimes",
+    "gap_figure",
     "grid_parameter",
+    "heldout_comparison",
     "heldout_table",
     "in_range_label",
     "law_points",
@@ -167,6 +195,7 @@ __all__ = [
     "noise_floor",
     "noise_of",
     "noise_table",
+    "not_testable",
     "paper_minimum",
     "pattern_table",
     "pooled_sd",
@@ -182,11 +211,15 @@ __all__ = [
     "runs_table",
     "seed_spread",
     "sopt_map",
+    "store_or_reason",
     "store_parameter",
     "stores_with_runs",
     "styled",
+    "styled_verdicts",
     "tokens_per_param",
     "unsupported",
+    "verdict_table",
+    "view_noise",
     "wall_time_figure",
     "within",
 ]

@@ -335,6 +335,67 @@ def dense_equivalent_figure(fits: Mapping[str, fitting.FitResult]) -> go.Figure:
     return fig
 
 
+# --- the findings -----------------------------------------------------------------------
+
+
+def gap_figure(gaps: pd.DataFrame, against: str, *, unit: str, title: str) -> go.Figure:
+    """The sparse-dense gap L(S) - L(0) in matched cells (an `evidence.gaps` table), a line
+    per nominal size N. against="S": against the sparsity (0 at S = 0), a panel per data
+    amount D; against="D": against D (log axis), a panel per sparsity. Markers take the
+    sparsity's colour; error bars are Z = 2 seed-noise SEs where the noise is known."""
+    if against not in ("S", "D"):
+        raise ValueError(f"against must be 'S' or 'D', got {against!r}")
+    panel_by, x_title = ("D", "S") if against == "S" else ("S", data_title(unit))
+    panels = sorted(gaps[panel_by].unique())
+    names = [f"D = {count(d)} {unit}" for d in panels] if against == "S" else [
+        plotting.sparsity_label(s) for s in panels]
+    fig = plotting.figure(title, x_title, loss_title(unit, "L(S) - L(dense)"),
+                          log_x=against == "D", subplot_titles=names)
+    fig.update_yaxes(matches="y")
+    for i, size in enumerate(sorted(gaps["size"].unique())):
+        line, marker = _style(i)
+        for col, value in enumerate(panels, start=1):
+            rows = gaps[(gaps["size"] == size) & (gaps[panel_by] == value)].sort_values(against)
+            if rows.empty:
+                continue
+            x, y, se = rows[against].tolist(), rows["gap"].tolist(), (2 * rows["se"]).tolist()
+            if against == "S":  # the line starts at the dense model itself
+                x, y, se = [0.0, *x], [0.0, *y], [0.0, *se]
+            fig.add_scatter(
+                x=x, y=y, error_y={"array": se}, mode="lines+markers", row=1, col=col,
+                name=f"N ≈ {count(size)}", legendgroup=str(size), showlegend=col == 1,
+                line={**line, "color": GREY},
+                marker={**marker, "color": [plotting.sparsity_color(s) for s in (
+                    [0.0, *rows["S"]] if against == "S" else rows["S"])]},
+                hovertemplate=f"N ≈ {count(size)}<br>x = %{{x:.4g}}<br>gap = %{{y:.4f}}"
+                              "<extra></extra>",
+            )
+    return fig
+
+
+def exponent_figure(panels: Mapping[str, pd.DataFrame], title: str) -> go.Figure:
+    """The size exponent fitted to each sparsity level alone, with error bars of 2 SE, a
+    panel per table (columns S, exponent, SE and, optionally, shared: the sparse law's one
+    b_N, drawn dashed)."""
+    fig = plotting.figure(title, "S", "size exponent", subplot_titles=list(panels))
+    for col, table in enumerate(panels.values(), start=1):
+        fig.add_scatter(
+            x=table["S"], y=table["exponent"], error_y={"array": 2 * table["SE"]},
+            mode="markers", row=1, col=col, showlegend=False,
+            marker={"color": [plotting.sparsity_color(s) for s in table["S"]], "size": 9},
+            hovertemplate="S = %{x}<br>exponent = %{y:.4f}<extra></extra>",
+        )
+        shared = table["shared"].dropna() if "shared" in table else ()
+        if len(shared):
+            fig.add_scatter(
+                x=[0.0, float(table["S"].max())], y=[shared.iat[0]] * 2, mode="lines", row=1,
+                col=col, name="sparse law: one b_N", showlegend=col == 1,
+                line={"color": GREY, "dash": "dash"},
+                hovertemplate="sparse law b_N = %{y:.4f}<extra></extra>",
+            )
+    return fig
+
+
 # --- provenance -------------------------------------------------------------------------
 
 
