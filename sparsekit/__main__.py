@@ -108,7 +108,7 @@ def parser() -> argparse.ArgumentParser:
 
 def train_config(args: argparse.Namespace):
     """The RunConfig the train flags describe (ValueError naming a bad parameter)."""
-    from sparsekit.sweep import make_config
+    from sparsekit.config import make_config
 
     data = {"amount": args.data, "batch": args.batch, "eval_examples": args.eval_examples}
     base = {

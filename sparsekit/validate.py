@@ -11,6 +11,7 @@ Booleans are not numbers here (True is not the integer 1), and numbers must be f
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,3 +94,24 @@ def check_text(name: str, value: Any, *, optional: bool = False) -> None:
         return
     if not isinstance(value, str) or not value:
         _fail(name, "a non-empty string", value, optional)
+
+
+def check_typed(name: str, value: Any, kind: Any) -> None:
+    """ValueError naming `name` unless `value` has the annotated type `kind`: int, float, str
+    or bool, or one of them `| None` (range checks are the caller's)."""
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    if optional:
+        if value is None:
+            return
+        (kind,) = [a for a in args if a is not type(None)]
+    if kind is bool:
+        check_flag(name, value)
+    elif kind is int:
+        check_int(name, value, optional=optional)
+    elif kind is float:
+        check_number(name, value, optional=optional)
+    elif kind is str:
+        check_text(name, value, optional=optional)
+    else:
+        raise TypeError(f"{name}: no check for type {kind!r}")
