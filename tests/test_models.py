@@ -380,3 +380,23 @@ def test_vit_patch_order_invariance_only_without_position_embedding(use_pos_emb)
         assert not np.allclose(base, permuted, atol=1e-4)
     else:
         np.testing.assert_allclose(permuted, base, atol=1e-5)
+
+
+def test_check_pattern_uses_the_kernels_input_axis():
+    for family in (VIT, T5):
+        kernels = jax.tree.leaves(nnx.state(_abstract(family, 24), BlockParam))
+        assert {k.shape[0] for k in kernels} == {r for r, _ in family.block_shapes(24)}
+        family.check_pattern(24, "2:8")
+        family.check_pattern(24, "unstructured")
+    VIT.check_pattern(24, "1:3")  # 24 and 96 inputs: m = 3 fits at this width
+    with pytest.raises(ValueError, match=r"'1:3' does not fit the vit model at width 16: .* "
+                                         r"16, 64 inputs\. At width 16, m can be 2, 4, 8, 16;"):
+        VIT.check_pattern(16, "1:3")
+
+
+def test_width_for_refuses_a_target_no_width_reaches():
+    smallest = census(T5.block_shapes(8), 0.0)
+    assert width_for(T5, smallest / 2, 0.0) == (8, smallest)  # 2x: still reached
+    with pytest.raises(ValueError, match=rf"nearest N a width reaches is {smallest:,} \(width 8"):
+        width_for(T5, smallest / 2.01, 0.0)
+    assert T5.with_depth(1).block_params(8) < smallest and T5.with_depth(None) is T5

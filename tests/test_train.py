@@ -23,7 +23,7 @@ def tiny_result():
 def test_result_fields_and_census(tiny_result):
     r = tiny_result
     width, n = width_for("t5", 4000, 0.5)
-    assert r["status"] == "ok" and r["error"] is None
+    assert r["status"] == "ok" and r["error"] is None and r["failed_step"] is None
     assert (r["width"], r["N"], r["steps"], r["D"]) == (width, n, 8, 4096)
     assert r["sparsity_measured"] == pytest.approx(0.5, abs=1e-3)
     assert math.isfinite(r["loss"]) and r["loss_se"] > 0
@@ -51,14 +51,14 @@ def test_chunking_does_not_change_the_numbers(tiny_result):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: Model("bert", nonzero=1000), "family must be one of"),
-        (lambda: Sparsity(1.0), "sparsity"),
-        (lambda: Data(amount=0), "data amount D must be a positive integer"),
+        (lambda: Model("bert", nonzero=1000), "model.family must be one of"),
+        (lambda: Sparsity(1.0), "sparsity.target must be a number in"),
+        (lambda: Data(amount=0), r"data.amount \(D: tokens or images\) must be an integer >= 1"),
         (lambda: Model("t5"), "give exactly one of nonzero"),
-        (lambda: Optim(name="lion"), "optimizer name must be one of"),
-        (lambda: Optim(lr=-1.0), "lr must be > 0"),
-        (lambda: Optim(b2=1.0), "b2 must be in"),
-        (lambda: Optim(lr_width=-8), "lr_width must be an integer width >= 0"),
+        (lambda: Optim(name="lion"), "optim.name must be one of"),
+        (lambda: Optim(lr=-1.0), "optim.lr must be a number > 0"),
+        (lambda: Optim(b2=1.0), r"optim.b2 must be a number in \[0, 1\)"),
+        (lambda: Optim(lr_width=-8), "optim.lr_width must be an integer >= 0"),
         (lambda: Sparsity(0.75, pattern="2:4"), "1 - n/m"),
         (lambda: Sparsity(0.5, pattern="3-4"), "pattern"),
     ],
@@ -88,8 +88,24 @@ def test_data_below_one_step_is_refused():
 def test_non_finite_loss_is_recorded_not_raised():
     r = run(TINY.replace(**{"optim.lr": 1e30}), chunk=4)
     assert r["status"] == "failed"
-    assert "non-finite training loss at step" in r["error"]
+    assert r["error"] == f"non-finite training loss at step {r['failed_step']} of 8"
+    assert r["steps"] == r["failed_step"] and r["D"] == r["steps"] * 4 * 128
     assert math.isnan(r["loss"])
+
+
+def test_a_diverged_run_records_its_step_and_keeps_its_curve_up_to_it():
+    trainer = Trainer(TINY)
+    losses = iter([np.array([4.0, 3.0, 2.0, 1.0]), np.array([1.0, 2.0, np.nan, 1.0])])
+
+    def chunk(params, opt_state, batches):  # the real step, with a NaN at step 6 of 8
+        assert len(next(iter(batches.values()))) == 4
+        return params, opt_state, next(losses)
+
+    trainer._chunk = chunk
+    r = trainer.result(trainer.train(chunk=4), wall=0.0)
+    assert (r["status"], r["failed_step"], r["steps"]) == ("failed", 6, 6)
+    assert r["error"] == "non-finite training loss at step 6 of 8"
+    assert r["D"] == 6 * 4 * 128 and r["curve"] == [[4, 2.5], [6, 1.5]]
 
 
 def test_prune_a_dense_checkpoint(tmp_path, tiny_result):
