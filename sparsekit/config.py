@@ -4,6 +4,13 @@ A `RunConfig` fully determines a training run (with the code version and the mac
 `key()` is a stable hash of `to_dict()`, used as the results-store key. Fields left as None
 take the family's recipe default at construction, so `to_dict()` always shows the values used.
 Units: D (`Data.amount`) is tokens for T5 (encoder input tokens) and images for ViT.
+
+Every setting is checked where the config is built, before anything runs: its type and range
+(a ValueError names the dotted field, its allowed range and the value), the data source's
+options (`sparsekit.data.source_config`), settings the optimizer would ignore, and whether the
+model exists: the width a target N gives (within 2x) and an n:m pattern that fits it.
+`make_config` is the one way to build a config from a (partial) dict and overrides by dotted
+name; the sweeps' grids, the command line and `RunConfig.replace` all use it.
 """
 
 from __future__ import annotations
@@ -11,13 +18,23 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sparsekit.masks import check_sparsity, parse_pattern
+from sparsekit.data import SHARED, SourceConfig, source_config
+from sparsekit.masks import parse_pattern
+from sparsekit.models.families import Family, get_family, width_for
+from sparsekit.schedules import SCHEDULES
+from sparsekit.validate import check_choice, check_flag, check_int, check_number, check_text
 
 FAMILIES = ("vit", "t5")
 OPTIMIZERS = ("adamw", "adafactor", "sparse_adafactor")
+# Optim fields an optimizer does not read: a config may only hold their defaults there (b1's
+# field default, the recipe's b2 and weight_decay), which are recorded but change nothing.
+IGNORED = {name: ("b1", "b2", "weight_decay") for name in ("adafactor", "sparse_adafactor")}
+MAX_SEED = 2**32 - 1  # init seeds: 32-bit, as in most frameworks
 
 # Recipe defaults per family (see book/methods.md): small-scale versions of the paper's setups.
 # Chosen by the recipe checks (sweeps/t5-lr.yaml, vit-lr.yaml, vit-batch.yaml; their tables are
@@ -49,19 +66,16 @@ class Model:
     # zero head (initial loss ln C). Added later: see LATER_FIELDS
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
-        if not (isinstance(self.head_init, int | float) and 0 <= self.head_init <= 10):
-            raise ValueError(f"head_init must be a number in [0, 10], got {self.head_init!r}")
+        check_choice("model.family", self.family, FAMILIES)
+        check_number("model.head_init", self.head_init, 0, 10)
         if self.head_init and self.family != "vit":
-            raise ValueError(f"head_init is a ViT option; {self.family} takes 0, got "
+            raise ValueError(f"model.head_init is a ViT setting; {self.family} takes 0, got "
                              f"{self.head_init!r}")
-        if (self.nonzero is None) == (self.width is None):
-            raise ValueError("give exactly one of nonzero (target N, > 0) or width (> 0)")
         for name in ("nonzero", "width", "depth"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(f"model.{name}", getattr(self, name), 1, optional=True)
+        if (self.nonzero is None) == (self.width is None):
+            raise ValueError("model: give exactly one of nonzero (target N, an integer >= 1) "
+                             "or width (an integer >= 1)")
 
 
 @dataclass(frozen=True)
@@ -75,13 +89,25 @@ class Sparsity:
     embed_rule: bool = False  # prune embeddings/head to 1 - sqrt(1 - S)
 
     def __post_init__(self) -> None:
-        check_sparsity(self.target, "sparsity")
-        pattern = parse_pattern(self.pattern)
+        check_number("sparsity.target", self.target, 0, 1, high_open=True)
+        check_text("sparsity.pattern", self.pattern)
+        try:
+            pattern = parse_pattern(self.pattern)
+        except ValueError as e:
+            raise ValueError(f"sparsity.{e}") from None
+        check_choice("sparsity.schedule", self.schedule, list(SCHEDULES))
+        check_number("sparsity.start", self.start, 0, 1)
+        check_number("sparsity.end", self.end, 0, 1)
+        if self.schedule == "cubic" and self.end < self.start:
+            raise ValueError(f"sparsity.end must be >= sparsity.start = {self.start} (the "
+                             f"pruning window), got {self.end}")
+        check_int("sparsity.every", self.every, 1)
+        check_flag("sparsity.embed_rule", self.embed_rule)
         if pattern.kind == "nm":
             # n:m fixes S = 1 - n/m; target 0 means "the pattern's sparsity".
             if self.target not in (0.0, pattern.sparsity):
-                raise ValueError(f"sparsity must be 1 - n/m = {pattern.sparsity} for pattern "
-                                 f"{self.pattern!r} (or 0 to take it), got {self.target}")
+                raise ValueError(f"sparsity.target must be 1 - n/m = {pattern.sparsity} for "
+                                 f"pattern {self.pattern!r} (or 0 to take it), got {self.target}")
             object.__setattr__(self, "target", pattern.sparsity)
 
 
@@ -99,25 +125,16 @@ class Optim:
     z_loss: float | None = None  # T5 logit z-loss coefficient
 
     def __post_init__(self) -> None:
-        if self.name not in OPTIMIZERS:
-            raise ValueError(f"optimizer name must be one of {OPTIMIZERS}, got {self.name!r}")
-        if not 0.0 <= self.warmup < 1.0:
-            raise ValueError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if self.lr_width is not None and not (isinstance(self.lr_width, int)
-                                              and self.lr_width >= 0):
-            raise ValueError(f"lr_width must be an integer width >= 0 (0: no scaling), got "
-                             f"{self.lr_width!r}")
-        if not self.clip > 0:
-            raise ValueError(f"clip must be > 0 (a global gradient-norm bound), got {self.clip!r}")
-        for name in ("b1", "b2"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
-        if self.decay_to is not None and not 0.0 <= self.decay_to <= 1.0:
-            raise ValueError(f"decay_to must be a fraction of the peak LR in [0, 1], got "
-                             f"{self.decay_to!r}")
+        check_choice("optim.name", self.name, OPTIMIZERS)
+        check_number("optim.lr", self.lr, 0, low_open=True, optional=True)
+        check_int("optim.lr_width", self.lr_width, 0, optional=True)
+        check_number("optim.warmup", self.warmup, 0, 1, high_open=True)
+        check_number("optim.decay_to", self.decay_to, 0, 1, optional=True)
+        check_number("optim.b1", self.b1, 0, 1, high_open=True)
+        check_number("optim.b2", self.b2, 0, 1, high_open=True, optional=True)
+        check_number("optim.weight_decay", self.weight_decay, 0, optional=True)
+        check_number("optim.clip", self.clip, 0, low_open=True)
+        check_number("optim.z_loss", self.z_loss, 0, optional=True)
 
     def peak_lr(self, width: int) -> float:
         """The peak learning rate of a model of this width: lr * lr_width / width, or lr
@@ -131,15 +148,46 @@ class Data:
     batch: int | None = None  # examples per step
     seed: int = 0  # data stream seed (independent of the init seed)
     eval_examples: int = 512  # held-out examples for the final validation loss
-    options: dict = field(default_factory=dict)  # source options, e.g. input_length, path
+    options: Mapping[str, Any] = field(default_factory=dict)  # the data source's settings
+    # (`sparsekit.data.source_config`: e.g. input_length, num_classes, dataset); kept as given,
+    # read-only (`Options`), checked against the family's source by RunConfig
 
     def __post_init__(self) -> None:
-        if not isinstance(self.amount, int) or self.amount < 1:
-            raise ValueError(f"data amount D must be a positive integer, got {self.amount!r}")
-        if self.batch is not None and self.batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {self.batch!r}")
-        if self.eval_examples < 1:
-            raise ValueError(f"eval_examples must be >= 1, got {self.eval_examples}")
+        check_int("data.amount (D: tokens or images)", self.amount, 1)
+        check_int("data.batch", self.batch, 1, optional=True)
+        check_int("data.seed", self.seed, 0)
+        check_int("data.eval_examples", self.eval_examples, 1)
+        if not isinstance(self.options, Mapping) or not all(
+                isinstance(k, str) for k in self.options):
+            raise ValueError(f"data.options must be a mapping of option names to values, got "
+                             f"{self.options!r}")
+        object.__setattr__(self, "options", Options(self.options))
+
+
+class Options(Mapping[str, Any]):
+    """`Data.options`: a read-only mapping, hashable like the frozen config that holds it.
+    `to_dict()` gives it back as a plain dict of the options given (defaults are not added),
+    so configs keep their keys."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] = ()) -> None:
+        self._items = dict(items)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"Options({self._items!r})"
 
 
 # Fields added after results stores were keyed by `RunConfig.key()`: `to_dict()` leaves each
@@ -153,17 +201,74 @@ class RunConfig:
     data: Data
     sparsity: Sparsity = Sparsity()
     optim: Optim = Optim()
-    seed: int = 0  # parameter-init seed
+    seed: int = 0  # parameter-init seed, in [0, MAX_SEED]
     init_from: str | None = None  # dense orbax checkpoint to start from (then prune it)
     eval_every: int = 0  # record validation loss every this many steps (0: only at the end)
 
     def __post_init__(self) -> None:
+        for name, group in GROUPS.items():
+            if not isinstance(getattr(self, name), group):
+                raise ValueError(f"{name} must be a {group.__name__}, got "
+                                 f"{getattr(self, name)!r}")
+        check_int("seed", self.seed, 0, MAX_SEED)
+        check_text("init_from", self.init_from, optional=True)
+        check_int("eval_every", self.eval_every, 0)
         object.__setattr__(self, "optim", _filled(self.optim, self.model.family))
         object.__setattr__(self, "data", _filled(self.data, self.model.family))
+        self._check_optimizer()
+        self.source_config()
+        self.family().check_pattern(self.width(), self.sparsity.pattern)
+
+    def _check_optimizer(self) -> None:
+        """ValueError naming a setting the optimizer ignores, unless it holds its default."""
+        defaults = {f.name: f.default for f in dataclasses.fields(Optim)}
+        defaults.update(RECIPES[self.model.family])
+        for name in IGNORED.get(self.optim.name, ()):
+            value = getattr(self.optim, name)
+            if value != defaults[name]:
+                raise ValueError(
+                    f"optim.{name} = {value!r} is not used by optimizer {self.optim.name!r}, "
+                    f"which has no {', '.join(IGNORED[self.optim.name])}; leave it unset "
+                    f"(it is recorded as {defaults[name]!r})"
+                )
+
+    def source_config(self) -> SourceConfig:
+        """The typed settings of this run's data source: `data.options` with `data.seed` and
+        `data.eval_examples` (ValueError naming a bad option)."""
+        for name in SHARED:
+            if name in self.data.options:
+                raise ValueError(f"data.options: set {name} as data.{name}, not as an option")
+        try:
+            return source_config(self.model.family, seed=self.data.seed,
+                                 eval_examples=self.data.eval_examples, **self.data.options)
+        except ValueError as e:
+            raise ValueError(f"data.options: {e}") from None
+
+    def family(self) -> Family:
+        """The model family (`sparsekit.models`) at this config's depth."""
+        return get_family(self.model.family).with_depth(self.model.depth)
+
+    def width(self) -> int:
+        """The model width: `model.width`, or the width whose non-zero count at the target
+        sparsity is nearest `model.nonzero` (ValueError naming it when none is within 2x)."""
+        fam = self.family()
+        if self.model.width is not None:
+            try:
+                fam.check_width(self.model.width)
+            except ValueError:
+                raise ValueError(f"model.width must be a multiple of {fam.quantum} for "
+                                 f"{fam.name}, got {self.model.width!r}") from None
+            return self.model.width
+        try:
+            return width_for(fam, self.model.nonzero, self.sparsity.target)[0]
+        except ValueError as e:
+            raise ValueError(f"model.nonzero: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field, nested; a field of LATER_FIELDS only when it differs from its default."""
+        """Every field, nested (`data.options` as a plain dict of the options given); a
+        field of LATER_FIELDS only when it differs from its default."""
         d = dataclasses.asdict(self)
+        d["data"]["options"] = dict(self.data.options)
         for group, defaults in LATER_FIELDS.items():
             for name, default in defaults.items():
                 if d[group][name] == default:
@@ -171,12 +276,26 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
-        parts = {"model": Model, "data": Data, "sparsity": Sparsity, "optim": Optim}
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        """A config from a nested dict (as `to_dict` gives); ValueError naming an unknown field."""
+        if not isinstance(d, Mapping):
+            raise ValueError(f"a config is a mapping of fields, got {d!r}")
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown config keys {sorted(unknown)}")
-        kw = {k: parts[k](**v) if k in parts and isinstance(v, dict) else v for k, v in d.items()}
+        kw = dict(d)
+        for name, group in GROUPS.items():
+            if name not in kw:
+                continue
+            if not isinstance(kw[name], Mapping):
+                raise ValueError(f"config field {name!r} is a group: give a mapping of its "
+                                 f"fields, got {kw[name]!r}")
+            fields = [f.name for f in dataclasses.fields(group)]
+            wrong = sorted(set(kw[name]) - set(fields))
+            if wrong:
+                raise ValueError(f"unknown config field {name}.{wrong[0]!r}: {group.__name__} has "
+                                 f"{', '.join(fields)}")
+            kw[name] = group(**kw[name])
         return cls(**kw)
 
     def key(self) -> str:
@@ -186,13 +305,56 @@ class RunConfig:
 
     def replace(self, **dotted: Any) -> RunConfig:
         """A copy with overrides by dotted name, e.g. replace(**{"sparsity.target": 0.5})."""
-        d = self.to_dict()
-        for name, value in dotted.items():
-            node = d
-            *parents, leaf = name.split(".")
-            for p in parents:
-                node = node[p]
-            if leaf not in node:
-                raise ValueError(f"unknown config field {name!r}")
-            node[leaf] = value
-        return RunConfig.from_dict(d)
+        return make_config(self.to_dict(), dotted)
+
+
+GROUPS = {"model": Model, "data": Data, "sparsity": Sparsity, "optim": Optim}
+
+
+# --- config overrides by dotted name --------------------------------------------------------
+
+
+def check_field(name: str) -> None:
+    """ValueError unless `name` is a dotted RunConfig field (e.g. "optim.lr"). Below a
+    mapping field (`data.options`) any name is accepted here; the config checks it."""
+    cls: Any = RunConfig
+    parts = name.split(".")
+    for depth, part in enumerate(parts):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            raise ValueError(
+                f"unknown config field {name!r}: {cls.__name__} has no field "
+                f"{part!r} (it has {', '.join(hints)})"
+            )
+        cls = hints[part]
+        if typing.get_origin(cls) is Mapping:
+            return
+        if not dataclasses.is_dataclass(cls):
+            if depth < len(parts) - 1:
+                raise ValueError(
+                    f"unknown config field {name!r}: {'.'.join(parts[: depth + 1])} has no fields"
+                )
+            return
+    raise ValueError(f"config field {name!r} is a group; name one of its fields")
+
+
+def make_config(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> RunConfig:
+    """A RunConfig from a (possibly partial) config dict and overrides by dotted name: the one
+    way configs are built from text (grids, the command line, `RunConfig.replace`)."""
+    d = _copy_dicts(base)
+    for name, value in overrides.items():
+        check_field(name)
+        node = d
+        *parents, leaf = name.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"cannot set {name!r}: {p!r} in the base is not a mapping")
+        node[leaf] = _copy_dicts(value)
+    if not {"model", "data"} <= d.keys():
+        raise ValueError("a config needs model (family and nonzero or width) and data (amount)")
+    return RunConfig.from_dict(d)
+
+
+def _copy_dicts(value: Any) -> Any:
+    return {k: _copy_dicts(v) for k, v in value.items()} if isinstance(value, Mapping) else value

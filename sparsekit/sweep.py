@@ -54,14 +54,13 @@ import sys
 import threading
 import time
 import traceback
-import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sparsekit import pretrained
-from sparsekit.config import RunConfig
+from sparsekit.config import RunConfig, check_field, make_config
 from sparsekit.store import Store, table
 
 Runner = Callable[[RunConfig], dict[str, Any]]  # config -> result row (see train.run)
@@ -75,57 +74,6 @@ class GridError(ValueError):
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C during a sweep: the finished runs are stored, the runs in flight are lost;
     the message says which (one line). Running the sweep again resumes."""
-
-
-# --- config overrides by dotted name --------------------------------------------------------
-
-
-def check_field(name: str) -> None:
-    """ValueError unless `name` is a dotted RunConfig field (e.g. "optim.lr"). Fields typed
-    `dict` (e.g. `data.options`) take any key below them."""
-    cls: Any = RunConfig
-    parts = name.split(".")
-    for depth, part in enumerate(parts):
-        hints = typing.get_type_hints(cls)
-        if part not in hints:
-            raise ValueError(
-                f"unknown config field {name!r}: {cls.__name__} has no field "
-                f"{part!r} (it has {', '.join(hints)})"
-            )
-        cls = hints[part]
-        if cls is dict:
-            return
-        if not dataclasses.is_dataclass(cls):
-            if depth < len(parts) - 1:
-                raise ValueError(
-                    f"unknown config field {name!r}: {'.'.join(parts[: depth + 1])} has no fields"
-                )
-            return
-    raise ValueError(f"config field {name!r} is a group; name one of its fields")
-
-
-def make_config(base: dict[str, Any], overrides: dict[str, Any]) -> RunConfig:
-    """A RunConfig from a (possibly partial) config dict and overrides by dotted name."""
-    d = _copy_dicts(base)
-    for name, value in overrides.items():
-        check_field(name)
-        node = d
-        *parents, leaf = name.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"cannot set {name!r}: {p!r} in the base is not a mapping")
-        node[leaf] = _copy_dicts(value)
-    if not {"model", "data"} <= d.keys():
-        raise ValueError("a config needs model (family and nonzero or width) and data (amount)")
-    try:
-        return RunConfig.from_dict(d)
-    except TypeError as e:  # a dataclass given an unknown field, e.g. model: {size: 3}
-        raise ValueError(str(e)) from e
-
-
-def _copy_dicts(value: Any) -> Any:
-    return {k: _copy_dicts(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 # --- grids ----------------------------------------------------------------------------------
@@ -312,6 +260,7 @@ def failed(
         "family": cfg.model.family,
         "sparsity": cfg.sparsity.target,
         "pattern": cfg.sparsity.pattern,
+        "failed_step": None,  # no step diverged: the run did not produce a result
         "wall_time_s": wall_time_s,
         **extra,
     }

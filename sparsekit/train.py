@@ -6,7 +6,8 @@ model is re-merged inside the jitted function, and `lax.scan` runs `chunk` steps
 nothing else runs; `benchmarks/throughput.py` measures how much of a step that costs.
 
 A non-finite training loss ends the run early with status "failed" and the error in the
-result, so a sweep records it instead of crashing.
+result, so a sweep records it instead of crashing: `failed_step` is the first step whose loss
+was not finite, `steps` and `D` count the steps before it, and the curve runs up to it.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from flax import nnx
 
 from sparsekit import pretrained, provenance, schedules
 from sparsekit.config import RunConfig
-from sparsekit.data import make_source
+from sparsekit.data import open_source
 from sparsekit.data.source import check_units
 from sparsekit.laws import average_density
-from sparsekit.models import get_family, kinds, width_for
+from sparsekit.models import kinds
 from sparsekit.optim import make_optimizer
 from sparsekit.pruning import census, sparsify
 
@@ -46,34 +47,20 @@ class Plan:
 
 
 def family_of(cfg: RunConfig, source: Any):
-    """The model family with the config's depth and head init and the data's class count and
-    image size applied."""
-    fam = get_family(cfg.model.family)
+    """The model family at the config's depth (`RunConfig.family`), with its head init and
+    the data's class count and image size applied."""
     changes = {}
-    if cfg.model.depth is not None:
-        depth_fields = ["depth"] if cfg.model.family == "vit" else ["encoder_depth",
-                                                                     "decoder_depth"]
-        changes.update(dict.fromkeys(depth_fields, cfg.model.depth))
     if cfg.model.head_init:
         changes["head_init"] = cfg.model.head_init
     for name in ("num_classes", "image_size"):  # vision sources only
         if hasattr(source, name):
             changes[name] = getattr(source, name)
-    return dataclasses.replace(fam, **changes)
-
-
-def width_of(cfg: RunConfig, fam: Any) -> int:
-    """Model width of a config: its `model.width`, or the width whose measured N at the
-    config's sparsity is nearest its target N."""
-    if cfg.model.width is not None:
-        fam.check_width(cfg.model.width)
-        return cfg.model.width
-    return width_for(fam, cfg.model.nonzero, cfg.sparsity.target)[0]
+    return dataclasses.replace(cfg.family(), **changes)
 
 
 def plan(cfg: RunConfig, fam: Any, source: Any) -> Plan:
     """Width and step count for a config; refuses a data amount smaller than one step."""
-    width = width_of(cfg, fam)
+    width = cfg.width()
     units = cfg.data.batch * source.units_per_example
     steps = cfg.data.amount // units
     if steps < 1:
@@ -137,8 +124,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, store: str | None = None):
         self.cfg = cfg
-        self.source = make_source(cfg.model.family, seed=cfg.data.seed,
-                                  eval_examples=cfg.data.eval_examples, **cfg.data.options)
+        self.source = open_source(cfg.source_config())
         self.fam = family_of(cfg, self.source)
         self.plan = plan(cfg, self.fam, self.source)
         init, self.first_step = pretrained.resolve(cfg, store) if cfg.init_from else (None, 0)
@@ -184,8 +170,10 @@ class Trainer:
         return mean, float(spread / math.sqrt(len(means)))
 
     def train(self, chunk: int = 25, on_chunk=None) -> dict[str, Any]:
-        """Run every step; returns the loss curve and status (ok, or failed with error)."""
-        curve, val_curve, step, error = [], [], 0, None
+        """Run every step; returns the loss curve and status (ok, or failed with error). A
+        non-finite loss stops the run: `failed_step` is that step, and `steps_done` and the
+        curve stop just before it."""
+        curve, val_curve, step, error, failed_step = [], [], 0, None, None
         cfg, steps = self.cfg, self.plan.steps
         while step < steps:
             k = min(chunk, steps - step)
@@ -193,17 +181,23 @@ class Trainer:
                               for i in range(k)])
             self.params, self.opt_state, ce = self._chunk(self.params, self.opt_state, batches)
             ce = np.asarray(ce)
-            step += k
-            if not np.all(np.isfinite(ce)):
-                first = step - k + int(np.argmin(np.isfinite(ce)))
-                error = f"non-finite training loss at step {first} of {steps}"
+            finite = np.isfinite(ce)
+            if not finite.all():
+                ok = int(np.argmin(finite))  # steps of this chunk before the first bad one
+                failed_step = step + ok
+                if ok:
+                    curve.append([failed_step, float(ce[:ok].mean())])
+                error = f"non-finite training loss at step {failed_step} of {steps}"
+                step = failed_step
                 break
+            step += k
             curve.append([step, float(ce.mean())])
             if cfg.eval_every and (step // cfg.eval_every) > ((step - k) // cfg.eval_every):
                 val_curve.append([step, self.evaluate(self.params)[0]])
             if on_chunk is not None:
                 on_chunk(step, steps)
-        return {"curve": curve, "val_curve": val_curve, "steps_done": step, "error": error}
+        return {"curve": curve, "val_curve": val_curve, "steps_done": step, "error": error,
+                "failed_step": failed_step}
 
     def result(self, trained: dict[str, Any], wall: float) -> dict[str, Any]:
         """The result row: loss, sizes, data, FLOPs, provenance."""
@@ -235,6 +229,7 @@ class Trainer:
             "D": trained["steps_done"] * p.units_per_step,  # data seen, tokens or images
             "unit": src.unit,
             "steps": trained["steps_done"],
+            "failed_step": trained["failed_step"],  # first step with a non-finite loss, or None
             "batch": p.batch,
             "peak_lr": self.cfg.optim.peak_lr(p.width),  # after the width scaling
             "flops_dense": float(dense),  # training FLOPs of the dense-width model

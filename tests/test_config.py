@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sparsekit.config import GROUPS, Data, Model, RunConfig, make_config
+from sparsekit.config import GROUPS, LATER_FIELDS, Data, Model, RunConfig, make_config
 from sparsekit.sweep import GridError, load_grid, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,7 @@ BAD_FIELDS = [
     ("model.nonzero", "abc", "must be an integer >= 1 or None, got 'abc'"),
     ("model.width", 1.5, "must be an integer >= 1 or None, got 1.5"),
     ("model.depth", 0, "must be an integer >= 1 or None, got 0"),
+    ("model.head_init", "big", "must be a number in [0, 10], got 'big'"),
     ("sparsity.target", "half", "must be a number in [0, 1), got 'half'"),
     ("sparsity.pattern", 24, "must be a non-empty string, got 24"),
     ("sparsity.schedule", "linear", "must be one of ['cubic', 'oneshot', 'constant'], got "
@@ -159,7 +160,7 @@ def test_groups_and_unknown_fields_are_named():
     with pytest.raises(ValueError, match=r"^config field 'model' is a group: give a mapping"):
         RunConfig.from_dict({"model": 3, "data": {"amount": 64}})
     with pytest.raises(ValueError, match=r"^unknown config field model\.'size': Model has "
-                                         r"family, nonzero, width, depth"):
+                                         r"family, nonzero, width, depth, head_init"):
         RunConfig.from_dict({"model": {"family": "vit", "size": 3}, "data": {"amount": 64}})
     with pytest.raises(ValueError, match=r"^data must be a Data, got \{'amount': 64\}"):
         RunConfig(Model("vit", nonzero=4000), {"amount": 64})  # type: ignore[arg-type]
@@ -169,10 +170,11 @@ def test_groups_and_unknown_fields_are_named():
 
 # --- stored runs keep their keys --------------------------------------------------------------
 
-STORED = sorted(ROOT.glob("results/*/runs/*.json"))
-# The stored runs each grid produced when this test was written (config keys by grid file).
-# If a grid drops points on purpose, drop their keys here; a config that changed its key is
-# a bug: the stores are keyed by `RunConfig.key()`.
+STORED = sorted(ROOT.glob("results/**/runs/*.json"))  # archived stores included
+# The stored runs each grid produced when this test was written (config keys by grid file
+# name, wherever under sweeps/ it now lives, e.g. sweeps/archive/). If a grid drops points on
+# purpose, drop their keys here; a config that changed its key is a bug: the stores are keyed
+# by `RunConfig.key()`.
 GRID_KEYS = json.loads((ROOT / "tests" / "data" / "grid_keys.json").read_text())
 
 
@@ -182,7 +184,8 @@ def test_every_stored_config_is_valid_and_keeps_its_dict_and_key():
     for path in STORED:
         result = json.loads(path.read_text())
         cfg = RunConfig.from_dict(result["config"])  # every setting passes today's checks
-        if all(set(result["config"][g]) == names for g, names in fields.items()):
+        if all(set(result["config"][g]) | set(LATER_FIELDS.get(g, {})) == names
+               for g, names in fields.items()):
             # written with today's fields (older check stores lack later ones): same dict
             assert json.dumps(cfg.to_dict()) == json.dumps(result["config"]), path
             assert cfg.key() == result["key"] == path.stem, path
@@ -192,6 +195,10 @@ def test_every_stored_config_is_valid_and_keeps_its_dict_and_key():
 
 @pytest.mark.parametrize("grid", sorted(GRID_KEYS))
 def test_grids_still_produce_the_keys_of_their_stored_runs(grid):
-    keys = {cfg.key() for cfg in load_grid(ROOT / "sweeps" / grid).configs()}
+    files = sorted((ROOT / "sweeps").rglob(grid))
+    if not files:
+        pytest.skip(f"{grid} was removed")
+    keys = {cfg.key() for path in files for cfg in load_grid(path).configs()}
     lost = sorted(set(GRID_KEYS[grid]) - keys)
-    assert not lost, f"{grid} no longer produces the stored runs {lost}"
+    assert not lost, f"{grid} ({', '.join(map(str, files))}) no longer produces the stored " \
+                     f"runs {lost}"

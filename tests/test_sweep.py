@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sparsekit.config import RunConfig
+from sparsekit.config import RunConfig, make_config
 from sparsekit.store import (
     TABLE,
     DamagedResultError,
@@ -33,7 +33,6 @@ from sparsekit.sweep import (
     GridError,
     SweepInterrupted,
     load_grid,
-    make_config,
     point_seed,
     sweep,
 )
@@ -82,7 +81,7 @@ def crashing_run(cfg: RunConfig) -> dict:
 
 
 def toy_grid(**kw) -> Grid:
-    axes = {"sparsity.target": [0.0, 0.5], "model.nonzero": [1000, 4000]}
+    axes = {"sparsity.target": [0.0, 0.5], "model.nonzero": [2000, 4000]}
     return Grid(base=BASE, axes=axes, name="toy", **kw)
 
 
@@ -100,9 +99,9 @@ def counting(calls: list):
 def test_grid_is_the_product_of_axes_first_axis_slowest():
     configs = toy_grid().configs()
     assert [(c.sparsity.target, c.model.nonzero) for c in configs] == [
-        (0.0, 1000),
+        (0.0, 2000),
         (0.0, 4000),
-        (0.5, 1000),
+        (0.5, 2000),
         (0.5, 4000),
     ]
     assert (configs[0].optim.lr, configs[0].optim.lr_width) == (3e-3, 0)  # ViT recipe filled in
@@ -111,7 +110,7 @@ def test_grid_is_the_product_of_axes_first_axis_slowest():
 
 def test_zipped_axes_vary_together_and_duplicates_run_once():
     grid = Grid(
-        base={**BASE, "model": {"family": "vit", "nonzero": 1000}},
+        base={**BASE, "model": {"family": "vit", "nonzero": 2000}},
         axes={"sparsity.pattern": ["2:4", "unstructured"], "sparsity.target": [0.0, 0.5]},
         zipped={"optim.lr": [1e-3, 3e-3], "data.seed": [1, 2]},
     )
@@ -124,14 +123,14 @@ def test_zipped_axes_vary_together_and_duplicates_run_once():
 def test_seed_per_point_gives_each_point_its_own_stable_seeds(tmp_path):
     """Every point its own init and data seed, a function of the point alone (so a width's
     seed is not shared by its sparsities, and adding points changes no existing seed)."""
-    axes = {"model.nonzero": [1000, 4000], "sparsity.target": [0.0, 0.5]}
+    axes = {"model.nonzero": [1600, 4000], "sparsity.target": [0.0, 0.5]}
     configs = Grid(base=BASE, axes=axes, seed_per_point=True).configs()
     seeds = [(c.seed, c.data.seed) for c in configs]
     assert all(s == d for s, d in seeds) and len({s for s, _ in seeds}) == 4
     assert all(0 <= s < 2**31 for s, _ in seeds)
-    point = {"model.nonzero": 1000, "sparsity.target": 0.5}
+    point = {"model.nonzero": 1600, "sparsity.target": 0.5}
     assert configs[1].seed == point_seed(point) == point_seed(dict(reversed(point.items())))
-    wider = Grid(base=BASE, axes={**axes, "model.nonzero": [1000, 2000, 4000]},
+    wider = Grid(base=BASE, axes={**axes, "model.nonzero": [1600, 2000, 4000]},
                  seed_per_point=True).configs()
     assert {c.key() for c in configs} <= {c.key() for c in wider}
     assert {c.seed for c in Grid(base=BASE, axes=axes).configs()} == {0}
@@ -140,7 +139,7 @@ def test_seed_per_point_gives_each_point_its_own_stable_seeds(tmp_path):
     with pytest.raises(GridError, match="true or false"):
         Grid(base=BASE, axes=axes, seed_per_point="yes")
     path = tmp_path / "g.yaml"
-    path.write_text("base: {model: {family: vit, nonzero: 1000}, data: {amount: 256}}\n"
+    path.write_text("base: {model: {family: vit, nonzero: 1600}, data: {amount: 256}}\n"
                     "axes: {sparsity.target: [0.0, 0.5]}\nseed_per_point: true\n"
                     "more:\n  - axes: {data.amount: [512]}\n")
     loaded = load_grid(path).configs()
@@ -150,15 +149,15 @@ def test_seed_per_point_gives_each_point_its_own_stable_seeds(tmp_path):
 def test_load_grid_yaml(tmp_path):
     path = tmp_path / "g.yaml"
     path.write_text(
-        "base: {model: {family: t5}, data: {amount: 4096, options: {x: 1}}}\n"
+        "base: {model: {family: t5}, data: {amount: 4096, options: {input_length: 128}}}\n"
         "axes: {model.nonzero: [3000, 6000], optim.lr: [1e-3], "
-        "data.options.x: [2]}\n"
+        "data.options.input_length: [256]}\n"
     )
     grid = load_grid(path)
     assert grid.name == "g"
     cfg = grid.configs()[0]
     assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)  # YAML 1.1 reads a str
-    assert cfg.data.options == {"x": 2} and cfg.data.batch == 32
+    assert cfg.data.options == {"input_length": 256} and cfg.data.batch == 32
 
 
 def test_grid_more_blocks_add_points_in_order(tmp_path):
@@ -208,8 +207,8 @@ def test_shipped_smoke_grids_load():
         ({"zipped": {"optim.lr": [1, 2], "seed": [1]}}, "zipped axes need equal lengths"),
         ({"axes": {"seed": [1]}, "zipped": {"seed": [2]}}, "in both axes and zipped"),
         (
-            {"axes": {"model.nonzero": [1000], "sparsity.target": [0.5, 1.0]}},
-            r"point \{'model.nonzero': 1000, 'sparsity.target': 1.0\}: sparsity",
+            {"axes": {"model.nonzero": [2000], "sparsity.target": [0.5, 1.0]}},
+            r"point \{'model.nonzero': 2000, 'sparsity.target': 1.0\}: sparsity",
         ),
         (
             {"base": {**BASE, "model": {"family": "vit", "width": 16}}},
@@ -218,7 +217,7 @@ def test_shipped_smoke_grids_load():
     ],
 )
 def test_bad_grids_fail_when_built(spec, message):
-    kw = {"base": BASE, "axes": {"model.nonzero": [1000]}, **spec}
+    kw = {"base": BASE, "axes": {"model.nonzero": [2000]}, **spec}
     with pytest.raises(GridError, match=message):
         Grid(**kw)
 
@@ -238,8 +237,8 @@ def test_bad_grid_files_name_the_file(tmp_path):
 
 
 def test_make_config_overrides_by_dotted_name():
-    cfg = make_config(BASE, {"model.nonzero": 500, "sparsity.pattern": "2:4"})
-    assert cfg.sparsity.target == 0.5 and cfg.model.nonzero == 500
+    cfg = make_config(BASE, {"model.nonzero": 2000, "sparsity.pattern": "2:4"})
+    assert cfg.sparsity.target == 0.5 and cfg.model.nonzero == 2000
     with pytest.raises(ValueError, match=r"unknown config field 'optim\.learning_rate'"):
         make_config(BASE, {"optim.learning_rate": 1.0})
 
@@ -388,7 +387,7 @@ def test_reuse_and_recompute(tmp_path):
     first = sweep(toy_grid(), tmp_path, runner=counting(calls), progress=False)
     assert len(calls) == 4
     bigger = Grid(
-        base=BASE, axes={"sparsity.target": [0.0, 0.5], "model.nonzero": [1000, 4000, 16000]}
+        base=BASE, axes={"sparsity.target": [0.0, 0.5], "model.nonzero": [2000, 4000, 16000]}
     )
     second = sweep(bigger, tmp_path, runner=counting(calls), progress=False)
     assert len(calls) == 6 and len(second) == 6  # only the two new configs ran
@@ -401,7 +400,7 @@ def test_reuse_and_recompute(tmp_path):
 
 
 def test_failed_runs_are_stored_and_retried_only_when_asked(tmp_path):
-    grid = Grid(base=BASE, axes={"model.nonzero": [1000], "data.seed": [0, UNLUCKY_SEED]})
+    grid = Grid(base=BASE, axes={"model.nonzero": [2000], "data.seed": [0, UNLUCKY_SEED]})
     calls = []
     df = sweep(grid, tmp_path, runner=counting(calls), progress=False)
     bad = df[df["status"] == "failed"]
@@ -425,14 +424,14 @@ def test_ctrl_c_stores_the_finished_runs_and_names_the_interrupted_one(tmp_path)
         sweep(toy_grid(), tmp_path, runner=interrupted_at_the_third, progress=False)
     assert str(err.value) == (
         f"toy: interrupted: 2 of 4 runs finished and stored in {tmp_path}; interrupted "
-        f"{configs[2].key()} (vit N=1000 S=0.5 D=256); 1 not started"
+        f"{configs[2].key()} (vit N=2000 S=0.5 D=256); 1 not started"
     )
     assert Store(tmp_path).keys() == sorted(c.key() for c in configs[:2])
     assert isinstance(err.value, KeyboardInterrupt)  # callers that catch Ctrl-C still do
 
 
 def test_worker_processes_match_in_process_and_isolate_crashes(tmp_path):
-    grid = Grid(base=BASE, axes={"sparsity.target": [0.0, 0.5], "model.nonzero": [1000]})
+    grid = Grid(base=BASE, axes={"sparsity.target": [0.0, 0.5], "model.nonzero": [2000]})
     serial = sweep(grid, tmp_path / "a", runner=toy_run, progress=False)
     parallel = sweep(grid, tmp_path / "b", workers=2, runner=crashing_run, progress=False)
     assert parallel["status"].tolist() == ["ok", "failed"]

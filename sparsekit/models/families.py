@@ -21,6 +21,7 @@ from typing import ClassVar
 import jax
 from flax import nnx
 
+from sparsekit.masks import parse_pattern
 from sparsekit.models.losses import t5_loss, vit_loss
 from sparsekit.models.params import BlockParam, EmbedParam
 from sparsekit.models.t5 import T5
@@ -39,6 +40,7 @@ class Family:
 
     name: ClassVar[str]
     loss_fn: ClassVar[Callable]
+    depth_fields: ClassVar[tuple[str, ...]]  # the layer counts a config's `depth` sets
 
     def __post_init__(self):
         for field in dataclasses.fields(self):  # every field is a size or ratio, > 0 or >= 0
@@ -58,6 +60,30 @@ class Family:
             raise ValueError(
                 f"{self.name}: width must be a positive multiple of {self.quantum}, got {width!r}"
             )
+
+    def with_depth(self, depth: int | None) -> Family:
+        """This family with `depth` layers in every stack (None: the family's own)."""
+        if depth is None:
+            return self
+        return dataclasses.replace(self, **dict.fromkeys(self.depth_fields, depth))
+
+    def check_pattern(self, width: int, pattern: str) -> None:
+        """ValueError naming the pattern and the width unless an n:m `pattern` fits the model
+        at `width`: its groups run over m consecutive inputs of each block matrix, so every
+        matrix's input count must be a multiple of m. Other patterns always fit."""
+        m = parse_pattern(pattern).m
+        inputs = sorted({rows for rows, _ in self.block_shapes(width)})
+        if not m or all(rows % m == 0 for rows in inputs):
+            return
+        fits = [k for k in range(2, min(inputs) + 1) if all(rows % k == 0 for rows in inputs)]
+        always = [k for k in range(2, REDUCTION_MULTIPLE + 1) if REDUCTION_MULTIPLE % k == 0]
+        raise ValueError(
+            f"n:m pattern {pattern!r} does not fit the {self.name} model at width {width}: "
+            f"its groups run over m = {m} consecutive inputs, and its matrices have "
+            f"{', '.join(map(str, inputs))} inputs. At width {width}, m can be "
+            f"{', '.join(map(str, fits))}; at every width, {', '.join(map(str, always))} "
+            f"(widths and MLP widths are multiples of {REDUCTION_MULTIPLE})"
+        )
 
     def mlp_width(self, width: int) -> int:
         """MLP hidden width: mlp_ratio * width rounded to a multiple of 8."""
@@ -93,6 +119,7 @@ class ViTFamily(Family):
 
     name: ClassVar[str] = "vit"
     loss_fn: ClassVar[Callable] = staticmethod(vit_loss)
+    depth_fields: ClassVar[tuple[str, ...]] = ("depth",)
 
     def __post_init__(self):
         super().__post_init__()
@@ -149,6 +176,7 @@ class T5Family(Family):
 
     name: ClassVar[str] = "t5"
     loss_fn: ClassVar[Callable] = staticmethod(t5_loss)
+    depth_fields: ClassVar[tuple[str, ...]] = ("encoder_depth", "decoder_depth")
 
     def make(self, width: int, rngs: nnx.Rngs, **kw) -> T5:
         """Build the model; kw go to `T5`."""
@@ -212,11 +240,16 @@ def census(shapes: list[Shape], sparsity: float) -> int:
     return sum(r * c - round(sparsity * r * c) for r, c in shapes)
 
 
+REACH = 2.0  # width_for refuses a target N that no width reaches within this factor
+
+
 def width_for(family: str | Family, n: float, sparsity: float) -> tuple[int, int]:
     """Width whose non-zero block count at `sparsity` is closest to n (in ratio).
 
     Returns (width, N_measured). The relative miss is at most about one width quantum over
-    the width (e.g. 8/64 -> up to ~12% in N), so fit laws on N_measured, not on n.
+    the width (e.g. 8/64 -> up to ~12% in N), so fit laws on N_measured, not on n. A target
+    that no width reaches within a factor REACH (below the smallest model) is a ValueError
+    giving the nearest reachable N.
     """
     fam = get_family(family)
     if not 0.0 <= sparsity < 1.0:
@@ -232,7 +265,15 @@ def width_for(family: str | Family, n: float, sparsity: float) -> tuple[int, int
         above += fam.quantum
     below = max(above - fam.quantum, fam.quantum)
     width = min((below, above), key=lambda w: abs(math.log(measured(w) / n)))
-    return width, measured(width)
+    nearest = measured(width)
+    if not 1 / REACH <= nearest / n <= REACH:
+        raise ValueError(
+            f"target N = {n:,.0f} is out of reach for {fam.name} at S = {sparsity:g}: the "
+            f"nearest N a width reaches is {nearest:,} (width {width}, {nearest / n:.3g}x the "
+            f"target), and none comes within {REACH:g}x. Ask for the smallest model by its "
+            f"width instead (width {fam.quantum})"
+        )
+    return width, nearest
 
 
 def kinds(model: nnx.Module) -> dict:
