@@ -58,10 +58,8 @@ def dense_base(cfg: RunConfig) -> dict[str, Any]:
     """The config dict of the dense model of `cfg`'s total size: `cfg` at the same width (its
     `model.width`, or the width its target N and S give), at sparsity 0 with the unstructured
     pattern (the other sparsity settings do nothing at S = 0), without `init_from`."""
-    from sparsekit.train import family_of, width_of  # the model stack: pretrained grids only
-
     d = cfg.to_dict()
-    d["model"].update(nonzero=None, width=width_of(cfg, family_of(cfg, None)))
+    d["model"].update(nonzero=None, width=cfg.width())
     d["sparsity"].update(target=0.0, pattern="unstructured")
     d["init_from"] = None
     return d
