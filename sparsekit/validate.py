@@ -36,19 +36,7 @@ def check_int(
 ) -> None:
     """ValueError naming `name` unless `value` is an integer in [low, high] (None: unbounded),
     or None when `optional`."""
-    if optional and value is None:
-        return
-    if low is not None and high is not None:
-        what = f"an integer from {low} to {high}"
-    elif low is not None:
-        what = f"an integer >= {low}"
-    elif high is not None:
-        what = f"an integer <= {high}"
-    else:
-        what = "an integer"
-    if not is_int(value) or (low is not None and value < low) or (
-            high is not None and value > high):
-        _fail(name, what, value, optional)
+    _check_range(name, value, is_int(value), "integer", low, high, False, False, optional)
 
 
 def check_number(
@@ -58,19 +46,31 @@ def check_number(
     """ValueError naming `name` unless `value` is a finite number in the interval from `low`
     to `high` (None: unbounded; `*_open`: that end excluded), or None when `optional`.
     An int is accepted as it is (not converted: configs are hashed as given)."""
+    _check_range(name, value, is_number(value), "number", low, high, low_open, high_open,
+                 optional)
+
+
+def _check_range(
+    name: str, value: Any, typed: bool, kind: str, low: float | None, high: float | None,
+    low_open: bool, high_open: bool, optional: bool,
+) -> None:
+    """The check behind check_int ("integer") and check_number ("number")."""
     if optional and value is None:
         return
+    a = "an" if kind == "integer" else "a"
+    num = str if kind == "integer" else "{:g}".format  # 4294967295, not 4.29497e+09
     if low is not None and high is not None:
-        what = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        what = (f"an integer from {low} to {high}" if kind == "integer" else
+                f"a number in {'(' if low_open else '['}{num(low)}, {num(high)}"
+                f"{')' if high_open else ']'}")
     elif low is not None:
-        what = f"a number {'>' if low_open else '>='} {low:g}"
+        what = f"{a} {kind} {'>' if low_open else '>='} {num(low)}"
     elif high is not None:
-        what = f"a number {'<' if high_open else '<='} {high:g}"
+        what = f"{a} {kind} {'<' if high_open else '<='} {num(high)}"
     else:
-        what = "a finite number"
-    ok = is_number(value) and (
-        low is None or (value > low if low_open else value >= low)
-    ) and (high is None or (value < high if high_open else value <= high))
+        what = "an integer" if kind == "integer" else "a finite number"
+    ok = typed and (low is None or (value > low if low_open else value >= low)) and (
+        high is None or (value < high if high_open else value <= high))
     if not ok:
         _fail(name, what, value, optional)
 

@@ -15,20 +15,9 @@ from typing import Any
 
 from sparsekit.analysis.runs import SMOKE_RESULTS
 from sparsekit.sweep import GridError, load_grid
-from sparsekit.validate import check_choice, check_flag, check_int
-
-__all__ = [
-    "RESULTS",
-    "SWEEPS",
-    "check_choice",
-    "check_choices",
-    "check_flag",
-    "check_grid",
-    "check_int",
-    "check_stores",
-    "grid_parameter",
-    "store_parameter",
-]
+from sparsekit.validate import check_choice as check_choice  # re-exported for the notebooks
+from sparsekit.validate import check_flag as check_flag
+from sparsekit.validate import check_int as check_int
 
 RESULTS = "../results"  # the committed results stores, relative to notebooks/
 SWEEPS = "../sweeps"  # the grid files, relative to notebooks/
