@@ -18,7 +18,12 @@ grid's summed run time: for each run, its steps at the measured rate of its widt
 measured start-up (building the run and compiling its step). Where a grid's store is named
 by --store (same order as --grid) and holds its runs, the actual summed run time is printed
 beside the estimate: their ratio calibrates the estimate of a grid not yet run, measured in
-the same run on the same (possibly shared) machine.
+the same run on the same (possibly shared) machine. --calibration-widths measures a stored grid
+at those widths only (and compares its runs at them), to save time:
+
+    python benchmarks/throughput.py --grid sweeps/archive/vit-fractal64/vit.yaml \
+        --store results/archive/vit-fractal64/vit --grid sweeps/vit.yaml \
+        --calibration-widths 16 56 --chunks 2
 
 --attention-share also trains each model with the attention scores, softmax and weighted
 values replaced by a cheap stand-in (same projections, no L x L work) and prints the share of
@@ -132,28 +137,45 @@ def grid_runs(path: str) -> tuple[RunConfig, list[tuple[int, int]]]:
     return configs[0], runs
 
 
-def grid_cost(paths: list[str], stores: list[str], chunks: int) -> None:
-    """Print each grid's rates per width and its estimated (and, if stored, actual) cost."""
+def grid_cost(paths: list[str], stores: list[str], chunks: int,
+              calibration_widths: list[int] | None = None) -> None:
+    """Print each grid's rates per width and its estimated cost; for a grid with a stored
+    store, its actual summed run time beside the estimate (with `calibration_widths`, both over
+    its runs at those widths only, which are all that is measured), and for the others the
+    estimate scaled by that actual / estimate ratio."""
     from sparsekit.store import load
 
     print(f"{'grid':>34} {'width':>6} {'units/s':>10} {'start-up s':>10} {'data share':>10}")
+    lines, ratios, estimates = [], [], {}
     for i, path in enumerate(paths):
         base, runs = grid_runs(path)
+        table = load(stores[i], allow_empty=True) if i < len(stores) else None
+        stored = table is not None and len(table) > 0
+        if stored and calibration_widths:
+            runs = [(w, units) for w, units in runs if w in calibration_widths]
+            table = table[table["width"].isin(calibration_widths)]
         rates = {}
         for width in sorted({w for w, _ in runs}):
             r = measure(base.model.family, width, chunks, base)
             rates[width] = r
             print(f"{path:>34} {width:>6} {r['units_per_s']:>10,.0f} {r['startup_s']:>10.1f} "
-                  f"{r['data_share']:>10.1%}")
+                  f"{r['data_share']:>10.1%}", flush=True)
         estimate = sum(units / rates[w]["units_per_s"] + rates[w]["startup_s"] for w, units in runs)
         line = f"{path}: {len(runs)} runs, estimated {estimate / 3600:.2f} h summed run time"
-        if i < len(stores):
-            table = load(stores[i], allow_empty=True)
-            if len(table):
-                actual = float(table["wall_time_s"].sum())
-                line += (f"; its store {stores[i]}: {len(table)} runs, {actual / 3600:.2f} h "
-                         f"(actual / estimate {actual / estimate:.2f})")
-        print(line)
+        if stored:
+            actual = float(table["wall_time_s"].sum())
+            ratios.append(actual / estimate)
+            line += (f"; its store {stores[i]}: {len(table)} of those runs took "
+                     f"{actual / 3600:.2f} h (actual / estimate {actual / estimate:.2f})")
+        else:
+            estimates[path] = estimate
+        lines.append(line)
+    print("\n".join(lines))
+    if ratios:
+        ratio = statistics.mean(ratios)
+        for path, estimate in estimates.items():
+            print(f"{path}: calibrated estimate {estimate * ratio / 3600:.2f} h summed run time "
+                  f"(x {ratio:.2f}, the stored grids' actual / estimate)")
 
 
 def main() -> None:
@@ -164,11 +186,13 @@ def main() -> None:
     ap.add_argument("--attention-share", action="store_true")
     ap.add_argument("--grid", action="append", default=[], help="grid YAML: estimate its cost")
     ap.add_argument("--store", action="append", default=[], help="store of the n-th --grid")
+    ap.add_argument("--calibration-widths", type=int, nargs="+",
+                    help="with --grid: measure a stored grid at these widths only")
     args = ap.parse_args()
     peak = matmul_flops(1024, 1024, 1024)
     print(f"{jax.default_backend()} float32 matmul peak (1024^2): {peak / 1e9:.1f} GFLOP/s")
     if args.grid:
-        grid_cost(args.grid, args.store, args.chunks)
+        grid_cost(args.grid, args.store, args.chunks, args.calibration_widths)
         return
     print(f"{'family':>6} {'width':>6} {'block params':>12} {'units/s':>10} {'unit':>7} "
           f"{'GFLOP/s':>8} {'of peak':>8} {'MLP-shape matmul':>17} {'data share':>10}"

@@ -6,9 +6,10 @@
     python scripts/build_book.py -p bootstrap 50 # set a parameter in every notebook that has it
 
 Notebooks run in sorted order from notebooks/ (kernel `python3`, working directory
-notebooks/) into book/executed/, which the toc renders. The first failing notebook stops the
-build with a non-zero exit naming the notebook and the cell; its executed copy, with the
-traceback, stays in book/executed/ for inspection. The book is then built with -W, so a
+notebooks/) into book/executed/, which the toc renders; a summary chapter (00_*, the
+Findings) runs last, after the chapters whose stores it reads. The first failing notebook
+stops the build with a non-zero exit naming the notebook and the cell; its executed copy, with
+the traceback, stays in book/executed/ for inspection. The book is then built with -W, so a
 warning (e.g. a figure the renderer dropped) fails too.
 """
 
@@ -113,6 +114,12 @@ def build_book(path_output: Path) -> Path:
     return path_output / "_build" / "html" / "index.html"
 
 
+def execution_order(notebooks: list[Path]) -> list[Path]:
+    """Sorted by name, except that the summary chapters (00_*), which read the stores the
+    sweep chapters write (and train into, in a smoke or fresh build), run last."""
+    return sorted(notebooks, key=lambda path: (path.name.startswith("00_"), path.name))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="pass smoke=True (tiny grids)")
@@ -140,7 +147,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = {name: yaml.safe_load(value) for name, value in args.parameter}
-    notebooks = sorted(NOTEBOOKS.glob("*.ipynb"))
+    notebooks = execution_order(list(NOTEBOOKS.glob("*.ipynb")))
     try:
         declared = {nb: parameter_names(nb) for nb in notebooks}  # check all before running
         unknown = set(overrides) - set().union(*declared.values())

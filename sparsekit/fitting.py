@@ -496,6 +496,19 @@ def _fit_one_factor(
     return float(res.x[0])
 
 
+def _dense_size(law: Law, factor: float) -> float:
+    """(A / factor)^(1/alpha): the equivalent dense size of a size factor under `law`."""
+    A, alpha, *_ = law.dense_terms()
+    return float(np.float64(A / factor if factor else np.inf) ** (1.0 / alpha))
+
+
+def _intervals_of(samples: Mapping[str, Sequence[float]], level: float
+                  ) -> dict[str, tuple[float, float]]:
+    """`_percentiles` of samples that may hold inf (an infinite dense equivalent)."""
+    with np.errstate(invalid="ignore"):
+        return _percentiles(samples, level)
+
+
 def fit_pattern_factors(
     base: FitResult,
     S: ArrayLike,
@@ -538,22 +551,23 @@ def fit_pattern_factors(
                              f"(0, 1), got {levels.tolist()}")
         s, n, d, y = float(levels[0]), N[at], D[at], loss[at]
         factor = _fit_one_factor(base.law, n, d, y, base.delta, base.log)
-        A, alpha, B, beta, E = base.law.dense_terms()
+        _, alpha, B, beta, E = base.law.dense_terms()
         pred = factor * n**-alpha + B * d**-beta + E
         samples: dict[str, list[float]] = {k: [] for k in
                                            ("factor", "dense_equivalent", "reference", "relative")}
         for law in base.bootstrap_laws:
             idx = rng.integers(0, y.size, y.size)
             f_b = _fit_one_factor(law, n[idx], d[idx], y[idx], base.delta, base.log)
-            with np.errstate(divide="ignore"):  # a factor of 0 is an infinite dense equivalent
-                m_b = (law.dense_terms()[0] / f_b) ** (1.0 / law.dense_terms()[1])
-            ref_b = float(law.dense_equivalent(s))
+            # A replicate with a tiny size exponent can put m at inf: it counts as such.
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+                m_b = _dense_size(law, f_b)
+                ref_b = float(law.dense_equivalent(s))
             samples["factor"].append(f_b)
             samples["dense_equivalent"].append(m_b)
             samples["reference"].append(ref_b)
             samples["relative"].append(m_b / ref_b)
-        with np.errstate(divide="ignore"):
-            m = (A / factor) ** (1.0 / alpha)
+        with np.errstate(divide="ignore", over="ignore"):
+            m = _dense_size(base.law, factor)
         fits[label] = FactorFit(
             label=str(label),
             S=s,
@@ -565,6 +579,6 @@ def fit_pattern_factors(
             objective=objective(pred, y, base.delta, base.log),
             residuals=residuals(pred, y, base.log),
             n_points=int(y.size),
-            intervals=_percentiles(samples, level) if base.bootstrap_laws else {},
+            intervals=_intervals_of(samples, level) if base.bootstrap_laws else {},
         )
     return fits

@@ -438,7 +438,8 @@ def test_smoke_never_replaces_a_given_store_and_an_empty_one_skips(name, monkeyp
     parameters, validation = notebook_cells(name)
     names = PATH_PARAMETERS[name]
     given = {"grid": "../sweeps/vit-smoke.yaml" if "vit" in name else "../sweeps/t5-smoke.yaml",
-             "store": "../results/vit-lr", "vit_store": "../results/vit-lr",
+             "store": "../results/archive/vit-fractal64/vit-lr",
+             "vit_store": "../results/archive/vit-fractal64/vit-lr",
              "t5_store": "../results/t5-lr"}
     namespace: dict = {}
     exec(parameters, namespace)

@@ -10,8 +10,12 @@ sparse-dense gap halve with each doubling of D. Bootstraps are small (10 refits)
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
+import json
+from pathlib import Path
 
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -318,6 +322,14 @@ def test_gap_figure_panels_and_lines() -> None:
         analysis.gap_figure(gaps, "N", unit="tokens", title="")
 
 
+def test_assess_views_all_runs_and_in_range(tmp_path) -> None:
+    runs = _frame_runs(paper_runs(), "t5")  # D/N from 500 to 66,000
+    views = analysis.assess_views(runs, floor=4000.0, seeds=[str(tmp_path)], bootstrap=0)
+    assert list(views) == [analysis.ALL_RUNS, "D/N >= 4000"]
+    assert len(views[analysis.ALL_RUNS].runs) == len(runs) > len(views["D/N >= 4000"].runs) > 0
+    assert all(np.isnan(a.noise) for a in views.values())  # the seed store has no runs yet
+
+
 def test_view_noise_and_store_or_reason(tmp_path) -> None:
     spread = pd.DataFrame({"grid recipe": True, "S": 0.0, "N target": [1.0, 1.0], "D": [1, 2],
                            "runs": 3, "SD": [0.1, 0.2]})
@@ -331,3 +343,49 @@ def test_view_noise_and_store_or_reason(tmp_path) -> None:
     assert store_or_reason("t5_store", "", "t5", False)[0] is None
     with pytest.raises(ValueError, match="t5_store must be an existing results store"):
         store_or_reason("t5_store", str(tmp_path / "typo"), "t5", False)
+
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "00_findings.ipynb"
+
+
+def notebook_code() -> list[str]:
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    return [c.source for c in cells if c.cell_type == "code"]
+
+
+def test_notebook_is_thin_with_folded_code() -> None:
+    raw = json.loads(NOTEBOOK.read_text())
+    code = [c for c in raw["cells"] if c["cell_type"] == "code"]
+    assert code[0]["metadata"]["tags"] == ["parameters"]
+    assert all("hide-input" in c["metadata"].get("tags", []) for c in code[1:])
+
+
+@pytest.mark.parametrize(("parameter", "value", "message"), [
+    ("bootstrap", -1, "bootstrap must be"),
+    ("smoke", "yes", "smoke must be"),
+    ("t5_store", "/no/such/store", "t5_store must be"),
+    ("min_tokens_per_param", "paperish", "min_tokens_per_param must be"),
+    ("t5_seeds", ["/no/such/store"], "t5_seeds must be"),
+])
+def test_notebook_validation_names_a_bad_parameter(parameter, value, message, monkeypatch) -> None:
+    monkeypatch.chdir(NOTEBOOK.parent)
+    parameters, validation = notebook_code()[:2]
+    namespace: dict = {}
+    exec(parameters, namespace)
+    exec(validation, dict(namespace))  # the defaults pass
+    namespace[parameter] = value
+    with pytest.raises(ValueError, match=f"^{message}"):
+        exec(validation, namespace)
+
+
+def test_the_book_runs_the_findings_chapter_after_the_chapters_it_reads() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "build_book", NOTEBOOK.parents[1] / "scripts" / "build_book.py")
+    build_book = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_book)
+    names = ["03_t5_sweep.ipynb", "00_findings.ipynb", "01_paper_law.ipynb"]
+    order = build_book.execution_order([Path(n) for n in names])
+    assert [p.name for p in order] == ["01_paper_law.ipynb", "03_t5_sweep.ipynb",
+                                       "00_findings.ipynb"]
+    toc = (NOTEBOOK.parents[1] / "book" / "_toc.yml").read_text()
+    assert toc.index("00_findings") < toc.index("book/methods")  # first after the intro

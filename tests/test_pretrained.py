@@ -228,3 +228,23 @@ def test_ratio_table_on_a_power_law_curve_and_the_compute_beside_it():
     assert "no ratio" in analysis.conclusion(table)
     with pytest.raises(ValueError, match="no runs start from a pretrained dense run"):
         analysis.ratio_table(grid, [grid])
+
+
+def test_cost_model_example_charges_and_credits_the_pretraining():
+    from sparsekit.laws import PAPER_T5
+
+    _, dense, pruned = two_stage().configs()
+    assert analysis.pretrain_ratios([dense, pruned]) == [2.0]  # 8192 / 4096 tokens
+    table = pd.DataFrame({"S": [0.5, 0.5, 0.75], "D pretrain": [8192] * 3,
+                          "D prune": [4096, 4096, 2048], "data ratio": [3.0, 5.0, 6.0]})
+    assert analysis.measured_ratios(table) == (2.0, {0.5: 4.0})  # r with the most ratios
+    assert analysis.measured_ratios(table.assign(**{"data ratio": np.nan})) == (
+        (pytest.approx(np.nan, nan_ok=True), {}))
+    sopt = analysis.sopt_table(PAPER_T5, 1e8, [1e19, 1e21], 4.0, analysis.PAPER_RATIOS)
+    assert list(sopt.index) == ["1e+19", "1e+21"]
+    scratch, charged, _ = sopt.columns
+    assert (sopt[charged] <= sopt[scratch]).all() and sopt[charged].iat[0] == 0.0
+    with pytest.raises(ValueError, match="cost_N must be"):
+        analysis.check_example(0, [1e20])
+    with pytest.raises(ValueError, match="cost_budgets must be"):
+        analysis.check_example(1e8, [])

@@ -84,6 +84,7 @@ from sparsekit.analysis.runs import (
     noise_of,
     pooled_sd,
     seed_spread,
+    stores_with_runs,
 )
 from sparsekit.costs import dense_cost
 from sparsekit.laws import AverageParamLaw, Law
@@ -549,8 +550,10 @@ def assess_views(
 ) -> dict[str, Assessment]:
     """The chapter's two views of one family: every run (`fits.ALL_RUNS`) and the runs with
     D/N at or above `floor` (`fits.in_range_label`). Each is judged against the seed SD of
-    its own runs (`view_noise`) from the seed-check stores `seeds`, and predicts the runs of
-    the held-out stores `heldout` above the same floor (none there: the largest size)."""
+    its own runs (`view_noise`) from the seed-check stores `seeds` (those without runs yet are
+    left out: no seed SD), and predicts the runs of the held-out stores `heldout` above the
+    same floor (none there: the largest size)."""
+    seeds = stores_with_runs(seeds)  # a seed check not run yet leaves the noise unknown
     spread = seed_spread(seeds, grid=runs) if seeds else None
     held = load_stores(heldout, family=runs.family) if heldout else None
     views = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,6 +29,16 @@ POINT = ["S", "N target", "width", "D"]  # one cell: the runs that differ only b
 # Config fields a cell's runs may differ in (seeds), besides those the cell names.
 _FREE = {"config.seed", "config.data.seed", "config.sparsity.pattern", "config.sparsity.target",
          "config.model.nonzero", "config.model.width", "config.data.amount"}
+
+
+def split_stores(name: str, values: Any) -> tuple[list[str], list[str]]:
+    """(existing, missing) results store directories of a notebook parameter listing stores
+    that may not have been run yet; ValueError naming `name` unless it is a list of paths."""
+    if not isinstance(values, list | tuple) or not all(isinstance(v, str) and v for v in values):
+        raise ValueError(f"{name} must be a list of results store directories (relative to "
+                         f"notebooks/; missing ones are reported as not run yet), got {values!r}")
+    present = [v for v in values if Path(v).is_dir()]
+    return present, [v for v in values if v not in present]
 
 
 def _table(stores: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
@@ -72,7 +83,8 @@ def gaps(cell_table: pd.DataFrame, noise: float) -> pd.DataFrame:
     """Each n:m cell against the unstructured cell at the same point: the loss gap (n:m minus
     unstructured, nats; > 0: n:m worse), the gap relative to the unstructured loss (%), its
     standard error from the seed SD `noise` (nats; each cell's mean of its runs), and whether
-    the gap lies within 2 seed SDs (then single runs cannot order the two: seeds are needed)."""
+    the gap lies within 2 seed SDs (then single runs cannot order the two: seeds are needed;
+    NA when `noise` is unknown, NaN)."""
     table = cell_table.set_index(POINT)
     ours = table[table["pattern"] != UNSTRUCTURED]
     ref = table[table["pattern"] == UNSTRUCTURED]
@@ -84,10 +96,11 @@ def gaps(cell_table: pd.DataFrame, noise: float) -> pd.DataFrame:
     out["gap"] = out["loss"] - out["unstructured"]
     out["gap (%)"] = 100 * out["gap"] / out["unstructured"]
     out["gap SE"] = noise * np.sqrt(1 / out["runs"] + 1 / out["unstructured runs"])
-    out["within 2 seed SDs"] = out["gap"].abs() < 2 * noise
+    out["within 2 seed SDs"] = out["gap"].abs() < 2 * noise if np.isfinite(noise) else pd.NA
     out = out.reset_index()
     order = out["pattern"].map(_pattern_order)
-    return out.iloc[np.lexsort((out["D"], out["N target"], order))].reset_index(drop=True)
+    return out.iloc[np.lexsort((out["D"], out["N target"], order, out["S"]))].reset_index(
+        drop=True)
 
 
 def gap_summary(gap_table: pd.DataFrame) -> pd.DataFrame:
@@ -97,7 +110,7 @@ def gap_summary(gap_table: pd.DataFrame) -> pd.DataFrame:
     out = groups.agg(S=("S", "first"), points=("gap", "count"), mean=("gap", "mean"),
                      smallest=("gap", "min"), largest=("gap", "max"),
                      **{"mean (%)": ("gap (%)", "mean")})
-    return out.loc[sorted(out.index, key=_pattern_order)]
+    return out.loc[sorted(out.index, key=lambda p: (out.loc[p, "S"], _pattern_order(p)))]
 
 
 def refit(base: fitting.FitResult, runs: Runs, seed: int = 0) -> dict[str, fitting.FactorFit]:
@@ -183,11 +196,11 @@ def weight_checks(stores: Sequence[str | Path]) -> pd.DataFrame:
     """The n:m check (`nmcheck.check_checkpoint`) of every finished n:m run in `stores` whose
     params a sweep saved (`<store>/checkpoints/<key>`): one row per run, with the matrices and
     groups checked, the groups holding more than n non-zeros and the most non-zeros in one
-    group; runs without a checkpoint get a note instead (checkpoints are not committed)."""
+    group. `attrs["unchecked"]` counts the n:m runs without a checkpoint (not committed)."""
     from sparsekit.nmcheck import check_checkpoint  # loads the training stack
     from sparsekit.pretrained import checkpoint_path
 
-    rows = []
+    rows, unchecked = [], 0
     for store in stores:
         for result in Store(store).results():
             pattern = parse_pattern(result.get("pattern") or UNSTRUCTURED)
@@ -197,15 +210,17 @@ def weight_checks(stores: Sequence[str | Path]) -> pd.DataFrame:
                    "width": result.get("width"), "D": result.get("D")}
             path = checkpoint_path(store, result["key"])
             if not path.exists():
-                rows.append(row | {"note": "no checkpoint here (not committed; rerun the grid)"})
+                unchecked += 1
                 continue
             report = check_checkpoint(str(path), RunConfig.from_dict(result["config"]))
             rows.append(row | {"matrices": len(report.matrices), "groups": report.groups,
                                "violating groups": report.violating,
                                "most non-zeros in a group": max(c.max_nonzero
                                                                 for c in report.matrices),
-                               "note": "" if report.ok else str(report)})
-    return pd.DataFrame(rows)
+                               "report": "" if report.ok else str(report)})
+    table = pd.DataFrame(rows)
+    table.attrs["unchecked"] = unchecked
+    return table
 
 
 def conclusion(summary: pd.DataFrame, fits: dict[str, fitting.FactorFit] | None,
@@ -221,14 +236,14 @@ def conclusion(summary: pd.DataFrame, fits: dict[str, fitting.FactorFit] | None,
             f = fits[pattern]
             low, high = f.intervals.get("relative", (np.nan, np.nan))
             ci = f" (95%: {low:.2f} to {high:.2f})" if np.isfinite(low) else ""
-            text += (f"; refit: equivalent dense size {f.dense_equivalent:.2f}x N against "
-                     f"{f.reference:.2f}x unstructured, {f.relative:.2f} of it{ci}")
+            text += (f"; refit on {f.n_points} run{'s' * (f.n_points > 1)}: equivalent dense "
+                     f"size {f.dense_equivalent:.2f}x N against {f.reference:.2f}x for "
+                     f"unstructured sparsity, {f.relative:.2f} of it{ci}")
         lines.append(text + ".")
-    checked = checks[checks["groups"].notna()] if "groups" in checks else checks.iloc[:0]
-    if len(checked):
-        bad = int(checked["violating groups"].sum())
-        lines.append(f"- Weights: {len(checked)} n:m checkpoints checked, "
-                     f"{int(checked['groups'].sum())} groups, {bad} with more than n non-zeros"
+    if len(checks):
+        bad = int(checks["violating groups"].sum())
+        lines.append(f"- Weights: {len(checks)} n:m checkpoints checked, "
+                     f"{int(checks['groups'].sum())} groups, {bad} with more than n non-zeros"
                      + (" (all hold the pattern)." if bad == 0 else " (see the table)."))
     else:
         lines.append("- Weights: no n:m checkpoint here to check (see the check above).")

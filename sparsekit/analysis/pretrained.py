@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ import plotly.graph_objects as go
 from sparsekit import plotting
 from sparsekit.analysis.figures import GREY, _style, count, data_title, loss_title
 from sparsekit.analysis.runs import Runs
+from sparsekit.config import RunConfig
+from sparsekit.costs import pretrained_cost
+from sparsekit.laws import Law
 from sparsekit.pretrained import referenced_key
 
 # Frantar et al. (2024): from-scratch sparse training needs this many times more data to match
@@ -195,3 +199,55 @@ def conclusion(table: pd.DataFrame) -> str:
         lines.append(f"- **{plotting.sparsity_label(s)}**{ref}: from-scratch training needs "
                      + "; ".join(parts) + ".")
     return "\n".join(lines)
+
+
+def pretrain_ratios(configs: Sequence[RunConfig]) -> list[float]:
+    """The distinct D pretrain / D prune of the pruned-pretrained configs among `configs` (a
+    two-stage grid's, which holds the dense configs they start from), smallest first."""
+    amounts = {c.key(): c.data.amount for c in configs}
+    return sorted({amounts[key] / c.data.amount for c in configs
+                   if (key := referenced_key(c.init_from)) in amounts})
+
+
+def measured_ratios(table: pd.DataFrame) -> tuple[float, dict[float, float]]:
+    """(pretrain ratio r = D pretrain / D prune, {S: mean data ratio}) of the rows of a
+    `ratio_table` at the r with the most measured ratios; (NaN, {}) when none is measured."""
+    rows = table[np.isfinite(table["data ratio"])]
+    if rows.empty:
+        return np.nan, {}
+    r = rows["D pretrain"] / rows["D prune"]
+    best = r.value_counts().index[0]
+    at = rows[r == best]
+    return float(best), {float(s): float(v) for s, v in at.groupby("S")["data ratio"].mean().items()}
+
+
+def check_example(N: Any, budgets: Any) -> None:
+    """ValueError naming `cost_N` or `cost_budgets` (the notebook's parameters of the
+    cost-model example) unless N is a positive number and budgets a non-empty list of them."""
+    def positive(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool) and 0 < x < np.inf
+
+    if not positive(N):
+        raise ValueError(f"cost_N must be a positive number of non-zero parameters, got {N!r}")
+    if not (isinstance(budgets, list | tuple) and budgets and all(map(positive, budgets))):
+        raise ValueError(f"cost_budgets must be a non-empty list of positive FLOP budgets, got "
+                         f"{budgets!r}")
+
+
+def sopt_table(law: Law, N: float, budgets: Sequence[float], pretrain_ratio: float,
+               data_ratio: dict[float, float]) -> pd.DataFrame:
+    """The loss-optimal sparsity of `law` at N non-zeros for each budget C (FLOPs) under three
+    cost models: training from scratch as the dense model of the full size (the paper's), pruning
+    a pretrained dense model with the pretraining charged (`costs.pretrained_cost`, pretraining
+    on pretrain_ratio x the pruning data), and the same credited with the measured data ratio
+    (from scratch needs rho x the pruning data to match it)."""
+    models = {
+        "from scratch (dense cost)": "dense",
+        f"pretrained, charged (r = {pretrain_ratio:g})": pretrained_cost(pretrain_ratio),
+        "pretrained, charged and credited": pretrained_cost(pretrain_ratio, data_ratio),
+    }
+    budgets = np.asarray(budgets, dtype=np.float64)
+    sopt = {name: law.optimal_sparsity(N, budgets, cost) for name, cost in models.items()}
+    index = pd.Index([f"{c:.3g}" for c in budgets], name="C (FLOPs)")
+    # the search resolves S to ~1e-8: a boundary optimum at 0 reads as 0
+    return pd.DataFrame(sopt, index=index).where(lambda t: t > 1e-6, 0.0)
