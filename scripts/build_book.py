@@ -27,12 +27,17 @@ from typing import Any
 import nbformat
 import papermill
 import yaml
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "executed"  # referenced by book/_toc.yml
 TOC = ROOT / "book" / "_toc.yml"
 KERNEL = "python3"
+# The kernel talks to papermill over local IPC sockets instead of TCP on localhost, which
+# needs no encryption keys and so does not print ipykernel's "Kernel is running over TCP
+# without encryption" warning for every notebook.
+KERNEL_CONFIG = Config({"KernelManager": {"transport": "ipc"}})
 
 
 class BuildError(RuntimeError):
@@ -84,6 +89,7 @@ def execute(notebook: Path, parameters: dict[str, Any]) -> Path:
             kernel_name=KERNEL,
             cwd=str(notebook.parent),  # so relative paths resolve as in Jupyter
             progress_bar=False,
+            config=KERNEL_CONFIG,  # passed on to nbclient's kernel manager
         )
     except papermill.PapermillExecutionError as err:
         first_line = err.source.strip().splitlines()[0] if err.source.strip() else ""
