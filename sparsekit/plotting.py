@@ -15,6 +15,7 @@ units, log axes with powers-of-ten ticks, and hover text that names the run's co
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,6 +49,34 @@ AXIS_TITLES: dict[str, str] = {
     "dense_equivalent": "equivalent dense size m(S) (× N)",
     "steps": "training steps",
 }
+
+
+# The book's page width: a figure is about PAGE_WIDTH px wide in a 1280 px window, of which
+# the margins and a legend or colour bar take PLOT_INSET px. Titles are wrapped to fit it, at
+# about CHAR_WIDTH em per character (Open Sans or its fallback Verdana, a wide font).
+PAGE_WIDTH = 700
+PLOT_INSET = 200
+CHAR_WIDTH = 0.6
+PANEL_TITLE_SIZE = 13  # px; plotly's default of 16 ran neighbouring titles together
+TITLE_SIZE = 17  # px, the figure's title (the template's)
+
+
+def wrap_title(text: str, chars: int) -> str:
+    """`text` broken at spaces (or hyphens) into lines of at most `chars` characters,
+    joined by <br> (plotly's line break)."""
+    return "<br>".join(textwrap.wrap(text, max(chars, 8))) or text
+
+
+def panel_chars(cols: int, width: int = PAGE_WIDTH) -> int:
+    """How many characters a title of one of `cols` panels side by side may have per line
+    at a figure `width` px wide."""
+    return int((width - PLOT_INSET) / cols / (CHAR_WIDTH * PANEL_TITLE_SIZE))
+
+
+def title_chars(width: int = PAGE_WIDTH) -> int:
+    """How many characters a figure's title may have per line at a figure `width` px wide
+    (it starts 5% in from the left edge)."""
+    return int(0.9 * width / (CHAR_WIDTH * TITLE_SIZE))
 
 
 class BookHtmlRenderer(MimetypeRenderer):
@@ -103,16 +132,27 @@ def figure(
 
     With `subplot_titles`, one row of that many panels with the same axes: the y title is
     written once at the left and the x title once under the middle panel, where repeating
-    them would overlap.
+    them would overlap. Panel titles are wrapped to their panel's width at the book's page
+    width (`panel_chars`), in a smaller font, and the top margin grows with their lines, so
+    neither they nor the figure's title run into each other.
     """
     cols = len(subplot_titles)
-    fig = make_subplots(rows=1, cols=cols, subplot_titles=subplot_titles) if cols else go.Figure()
+    panel_titles = [wrap_title(t, panel_chars(cols)) for t in subplot_titles]
+    title = wrap_title(title, title_chars())
+    extra = 1.25 * (PANEL_TITLE_SIZE * max((t.count("<br>") for t in panel_titles), default=0)
+                    + TITLE_SIZE * title.count("<br>"))  # px of the lines added by wrapping
+    if cols:
+        fig = make_subplots(rows=1, cols=cols, subplot_titles=panel_titles,
+                            horizontal_spacing=max(0.2 / cols, 0.07))
+        fig.update_annotations(font_size=PANEL_TITLE_SIZE)  # the only annotations yet
+    else:
+        fig = go.Figure()
     fig.update_layout(
         title=title,
         template="plotly_white",
-        height=height,
+        height=height + round(extra),
         hovermode="closest",
-        margin={"l": 70, "r": 20, "t": 80, "b": 60},
+        margin={"l": 70, "r": 20, "t": 80 + round(extra), "b": 60},
     )
     fig.update_xaxes(title_text=AXIS_TITLES.get(x, x), col=(cols + 1) // 2 if cols else None)
     fig.update_yaxes(title_text=AXIS_TITLES.get(y, y), col=1 if cols else None)
