@@ -389,3 +389,30 @@ def test_the_book_runs_the_findings_chapter_after_the_chapters_it_reads() -> Non
                                        "00_findings.ipynb"]
     toc = (NOTEBOOK.parents[1] / "book" / "_toc.yml").read_text()
     assert toc.index("00_findings") < toc.index("book/methods")  # first after the intro
+
+
+def test_the_chapter_shows_each_claim_with_its_table_first() -> None:
+    runs = _frame_runs(paper_runs(), "t5")
+    views = {"t5": analysis.assess_views(runs, floor=4000.0, bootstrap=0)}
+    tables = {f"T5, {label}": a.table() for label, a in views["t5"].items()}
+    chapter = analysis.FindingsChapter({"t5": runs}, {}, views, tables)
+    for claim in analysis.CLAIMS:
+        items = analysis.claim_outputs(chapter, claim)
+        assert list(items[0].data.index) == list(tables)  # one row per view
+    assert len(analysis.claim_outputs(chapter, 1)) == 2  # the table, one gap figure
+    assert len(analysis.claim_outputs(chapter, 2)) == 1  # read off claim 1's figure
+    noise = analysis.view_noise_table(chapter)
+    assert list(noise["runs"]) == [len(runs), len(views["t5"]["D/N >= 4000"].runs)]
+    with pytest.raises(ValueError, match="claim must be one of"):
+        analysis.claim_outputs(chapter, 9)
+
+
+def test_a_family_without_a_store_is_not_testable_with_its_reason() -> None:
+    chapter = analysis.findings_chapter(
+        {"t5": None, "vit": None}, {"t5": "t5 skipped", "vit": "no vit store"},
+        floors={"t5": 193.0, "vit": 5.3}, seeds={}, heldout={}, bootstrap=0)
+    assert list(chapter.tables) == ["T5, all runs", "T5, D/N >= 193", "ViT, all runs",
+                                    "ViT, D/N >= 5.3"]
+    vit = chapter.tables["ViT, all runs"]
+    assert set(vit["verdict"]) == {"not testable"} and set(vit["evidence"]) == {"no vit store"}
+    assert chapter.missing == {"t5": "t5 skipped", "vit": "no vit store"}

@@ -215,14 +215,29 @@ def curve_table(store: str | Path) -> pd.DataFrame:
     validation loss (nats) then; for reading a plateau, or its absence, off the pilots."""
     rows = []
     for r in Store(store).results(strict=False):
-        if r.get("status") != "ok" or not r.get("val_curve"):
+        if r.status != "ok" or not r.val_curve:
             continue
-        c = r["config"]
-        row = {"S": r["sparsity"], "N target": r["N_target"], "width": r["width"],
-               "peak LR": r["peak_lr"], "seed": c["seed"]}
-        row |= {int(step) * r["batch"]: loss for step, loss in r["val_curve"]}
+        row = {"S": r.sparsity, "N target": r.N_target, "width": r.width,
+               "peak LR": r.peak_lr, "seed": r.config["seed"]}
+        row |= {int(step) * r.batch: loss for step, loss in r.val_curve}
         rows.append(row)
     if not rows:
         raise ValueError(f"results store {store} has no finished runs with a validation curve")
     table = pd.DataFrame(rows).sort_values(["S", "N target", "peak LR", "seed"])
     return table.rename(columns=lambda k: f"{k:,} images" if isinstance(k, int) else k)
+
+
+def archived_outputs(grid_store: str | Path, checks: Sequence[str | Path], *,
+                     family: str) -> list:
+    """What the ViT chapter shows of an archived grid: its `design_criteria` (its check
+    stores as the noise runs), its recipe checks beside its grid runs, the noise-floor line
+    and its seed spread (tables for `analysis.show`)."""
+    from sparsekit.analysis.runs import noise_floor, recipe_table, runs_from_table, styled
+    from sparsekit.store import load
+
+    source = f"results store {grid_store}"
+    archived = load(grid_store)
+    old = runs_from_table(archived, source=source, family=family)
+    spread = seed_spread(checks, grid=old)
+    return [styled(design_criteria(archived, checks, family=family, source=source)),
+            styled(recipe_table(checks, grid=old)), noise_floor(spread), styled(spread)]

@@ -19,6 +19,8 @@ import plotly.graph_objects as go
 
 from sparsekit import fitting, plotting
 from sparsekit.analysis.figures import GREY, loss_title
+from sparsekit.analysis.fits import LawFits, fit_laws
+from sparsekit.analysis.regime import within
 from sparsekit.analysis.runs import Runs, _pattern_order, load_runs, runs_from_table
 from sparsekit.config import RunConfig
 from sparsekit.masks import parse_pattern
@@ -124,6 +126,25 @@ def refit(base: fitting.FitResult, runs: Runs, seed: int = 0) -> dict[str, fitti
                                        list(nm.table["pattern"]), seed=seed)
 
 
+def refit_from_grid(grid: Runs, runs: Runs | None, *, law: str, floor: float | None,
+                    bootstrap: int, seed: int = 0,
+                    ) -> tuple[LawFits, dict[str, fitting.FactorFit] | None, str]:
+    """The chapter's refit: `law` fitted to the grid's unstructured and dense runs with D/N at
+    or above `floor` (bootstrapped), then `refit` of the n:m runs of `runs` in the same range.
+    Returns (the law fits, the per-pattern refits or None, why there is no refit or "")."""
+    fitted = within(grid, floor)
+    fitted = fitted.select(fitted.table.get("pattern", UNSTRUCTURED) == UNSTRUCTURED)
+    fits = fit_laws(fitted, [law], bootstrap=bootstrap, seed=seed, extrapolate=False)
+    if law not in fits.fits:
+        return fits, None, f"no refit: the {law} law was not fitted ({fits.notes.get(law, '')})"
+    if runs is None:
+        return fits, None, "no refit: no n:m runs stored yet"
+    try:
+        return fits, refit(fits.fits[law], within(runs, floor), seed=seed), ""
+    except ValueError as e:  # e.g. no n:m run in the range yet, or a level the law lacks
+        return fits, None, f"no refit: {e}"
+
+
 def refit_table(fits: dict[str, fitting.FactorFit]) -> pd.DataFrame:
     """One row per pattern: S, runs, its equivalent dense size m and unstructured m(S) at the
     same S with their 95% intervals (when the base fit was bootstrapped), m relative to
@@ -203,16 +224,16 @@ def weight_checks(stores: Sequence[str | Path]) -> pd.DataFrame:
     rows, unchecked = [], 0
     for store in stores:
         for result in Store(store).results():
-            pattern = parse_pattern(result.get("pattern") or UNSTRUCTURED)
-            if result.get("status") != "ok" or pattern.kind != "nm":
+            pattern = parse_pattern(result.pattern or UNSTRUCTURED)
+            if result.status != "ok" or pattern.kind != "nm":
                 continue
-            row = {"store": str(store), "key": result["key"], "pattern": str(pattern),
-                   "width": result.get("width"), "D": result.get("D")}
-            path = checkpoint_path(store, result["key"])
+            row = {"store": str(store), "key": result.key, "pattern": str(pattern),
+                   "width": result.width, "D": result.D}
+            path = checkpoint_path(store, result.key)
             if not path.exists():
                 unchecked += 1
                 continue
-            report = check_checkpoint(str(path), RunConfig.from_dict(result["config"]))
+            report = check_checkpoint(str(path), RunConfig.from_dict(result.config))
             rows.append(row | {"matrices": len(report.matrices), "groups": report.groups,
                                "violating groups": report.violating,
                                "most non-zeros in a group": max(c.max_nonzero
