@@ -9,7 +9,10 @@ byte-token (T5) or per image (ViT). Every figure goes through `plotting.figure`,
 the book's renderer, colours and axis conventions.
 
 Modules: `checks` (notebook parameters), `runs` (stores as runs, run tables), `fits` (law
-fits and their tables), `regime` (D/N against the paper's), `evidence` and `findings` (the
+fits and their tables), `paper` (chapter 1: the published laws and the re-fit of the paper's
+released runs), `regime` (D/N against the paper's), `regime_fits` (a family's fits in both
+regimes side by side), `summaries` (a long table's summary, and the table folded),
+`evidence` and `findings` (the
 paper's claims tested on the runs, with verdicts), `figures` (plotly figures), `provenance`
 (provenance tables). The notebooks use them through this package: `from sparsekit import
 analysis; analysis.fit_laws`. (`analysis.findings` is the function; import the module's other
@@ -21,6 +24,7 @@ from __future__ import annotations
 from sparsekit.analysis.checks import (
     check_choice,
     check_choices,
+    check_file,
     check_flag,
     check_grid,
     check_int,
@@ -88,6 +92,20 @@ from sparsekit.analysis.fits import (
     project_scale,
     unsupported,
 )
+from sparsekit.analysis.paper import (
+    EXTRAPOLATION,
+    PAPER_GRID,
+    PAPER_LAWS,
+    PUBLISHED_OBJECTIVE,
+    ReleasedRefit,
+    extrapolation_table,
+    paper_dense_equivalent_figure,
+    paper_dense_equivalent_table,
+    paper_loss_figure,
+    refit_released,
+    refit_table,
+    released_t5,
+)
 from sparsekit.analysis.provenance import (
     SHA,
     lock_note,
@@ -102,6 +120,10 @@ from sparsekit.analysis.regime import (
     resolve_minimum,
     tokens_per_param,
     within,
+)
+from sparsekit.analysis.regime_fits import (
+    coefficients_side_by_side,
+    longest_slice_noise,
 )
 from sparsekit.analysis.runs import (
     FAMILIES,
@@ -127,12 +149,14 @@ from sparsekit.analysis.runs import (
     stores_with_runs,
     styled,
 )
+from sparsekit.analysis.summaries import folded, grid_recipe, recipe_summary
 
 __all__ = [
     "ALL_RUNS",
     "CLAIMS",
     "DASHES",
     "DELTA",
+    "EXTRAPOLATION",
     "FAMILIES",
     "GREY",
     "HOLD_OUT_WITHIN",
@@ -141,26 +165,32 @@ __all__ = [
     "LOSS_UNITS",
     "N_TITLE",
     "PAPER",
+    "PAPER_GRID",
+    "PAPER_LAWS",
     "PAPER_LEVELS",
     "PAPER_REGIME",
     "PAPER_SCALE",
+    "PUBLISHED_OBJECTIVE",
     "RUN_COLUMNS",
     "SHA",
     "SMOKE_RESULTS",
     "SYMBOLS",
     "Assessment",
     "LawFits",
+    "ReleasedRefit",
     "Runs",
     "above_floor_table",
     "assess_views",
     "check_choice",
     "check_choices",
+    "check_file",
     "check_flag",
     "check_grid",
     "check_int",
     "check_stores",
     "claim_table",
     "coefficient_table",
+    "coefficients_side_by_side",
     "comparison_table",
     "count",
     "coverage_table",
@@ -173,12 +203,15 @@ __all__ = [
     "design_criteria",
     "exponent_figure",
     "exponent_table",
+    "extrapolation_table",
     "findings",
     "finished_runs",
     "fit_laws",
     "fit_regimes",
+    "folded",
     "gap_figure",
     "grid_parameter",
+    "grid_recipe",
     "heldout_comparison",
     "heldout_table",
     "in_range_label",
@@ -188,6 +221,7 @@ __all__ = [
     "load_stores",
     "lock_note",
     "lock_summary",
+    "longest_slice_noise",
     "loss_title",
     "loss_vs_data",
     "loss_vs_size",
@@ -196,6 +230,9 @@ __all__ = [
     "noise_of",
     "noise_table",
     "not_testable",
+    "paper_dense_equivalent_figure",
+    "paper_dense_equivalent_table",
+    "paper_loss_figure",
     "paper_minimum",
     "pattern_table",
     "pooled_sd",
@@ -203,8 +240,12 @@ __all__ = [
     "project_scale",
     "provenance_summary",
     "provenance_table",
+    "recipe_summary",
     "recipe_table",
+    "refit_released",
+    "refit_table",
     "regime_table",
+    "released_t5",
     "resolve_minimum",
     "run_grid",
     "runs_from_table",

@@ -67,6 +67,16 @@ def grid_parameter(name: str, value: Any, family: str, smoke: bool) -> str:
     return value
 
 
+def check_file(name: str, value: Any, *, optional: bool = False) -> None:
+    """ValueError naming `name` unless `value` is the path (a string, relative to notebooks/)
+    of an existing file, or None when `optional`."""
+    if optional and value is None:
+        return
+    if not isinstance(value, str) or not Path(value).is_file():
+        raise ValueError(f"{name} must be an existing file (relative to notebooks/)"
+                         f"{' or None' if optional else ''}, got {value!r}")
+
+
 def check_stores(name: str, values: Any) -> None:
     """ValueError naming `name` unless `values` is a list (maybe empty) of existing results
     store directories."""

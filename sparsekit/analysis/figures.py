@@ -50,7 +50,8 @@ N_TITLE = "non-zero non-embedding parameters N"
 
 def _hover(table: pd.DataFrame) -> tuple[list, str]:
     """(customdata, hovertemplate) with each run's config and its D/N (data per non-zero
-    parameter, the regime), for `fig.add_scatter`."""
+    parameter, the regime), for `fig.add_scatter`. Fields no run has (e.g. the width of
+    the paper's released runs) are left out."""
     records = [
         {
             "key": row["key"],
@@ -68,7 +69,7 @@ def _hover(table: pd.DataFrame) -> tuple[list, str]:
         }
         for _, row in table.iterrows()
     ]
-    return plotting.hover(records, list(records[0]))
+    return plotting.hover(records, [f for f in records[0] if any(pd.notna(r[f]) for r in records)])
 
 
 def _style(i: int) -> tuple[dict, dict]:
