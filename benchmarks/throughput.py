@@ -44,7 +44,7 @@ import jax
 
 from sparsekit.config import Data, Model, RunConfig
 from sparsekit.models import layers
-from sparsekit.train import Trainer, _block_tokens, _flops, _stack, family_of, plan
+from sparsekit.train import Trainer, plan, stack
 
 CHUNK = 25
 
@@ -95,7 +95,7 @@ def measure(family: str, width: int, chunks: int, base: RunConfig | None = None)
     def one_chunk() -> tuple[float, float]:
         nonlocal step
         t0 = time.perf_counter()
-        batches = _stack([trainer.source.train_batch(step + i, trainer.plan.batch)
+        batches = stack([trainer.source.train_batch(step + i, trainer.plan.batch)
                           for i in range(CHUNK)])
         t1 = time.perf_counter()
         trainer.params, trainer.opt_state, ce = trainer._chunk(trainer.params,
@@ -106,12 +106,12 @@ def measure(family: str, width: int, chunks: int, base: RunConfig | None = None)
 
     one_chunk()  # compile
     if base is not None:  # a run ends with its validation loss
-        trainer.evaluate(trainer.params)
+        trainer.evaluate()
     first = time.perf_counter() - start
     data_t, step_t = zip(*(one_chunk() for _ in range(chunks)), strict=True)
     per_step = (statistics.median(data_t) + statistics.median(step_t)) / CHUNK
-    flops = 3 * _flops(trainer.fam, width, trainer.source) * trainer.plan.batch
-    rows = round(_block_tokens(trainer.fam, trainer.source) * trainer.plan.batch)
+    flops = 3 * trainer.fam.flops_per_example(width) * trainer.plan.batch
+    rows = round(trainer.fam.block_tokens * trainer.plan.batch)
     return {"shape_flops_per_s": matmul_flops(rows, width, trainer.fam.mlp_width(width)),
             "family": family, "width": width, "block_params": trainer.fam.block_params(width),
             "units_per_s": trainer.plan.units_per_step / per_step, "unit": trainer.source.unit,
@@ -132,7 +132,7 @@ def grid_runs(path: str) -> tuple[RunConfig, list[tuple[int, int]]]:
         if key not in sources:
             sources[key] = make_source(cfg.model.family, eval_examples=8, **options)
         source = sources[key]
-        p = plan(cfg, family_of(cfg, source), source)
+        p = plan(cfg, source)
         runs.append((p.width, p.data_seen))
     return configs[0], runs
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sparsekit.config import Optim
+from sparsekit.config import RECIPES, Optim
 from sparsekit.models import get_family, kinds
 from sparsekit.optim import make_optimizer
 from sparsekit.pruning import sparsify
@@ -55,7 +55,7 @@ def main() -> None:
     graphdef, state = nnx.split(model)
     treedef = jax.tree.structure(state)
     params = nnx.to_pure_dict(state)
-    loss = pure_loss(graphdef, treedef, fam.loss_fn)
+    loss = pure_loss(graphdef, treedef, fam.loss(RECIPES[args.family]["z_loss"]))
     total = 20 * CHUNK
     inner = make_optimizer(Optim(lr=1e-3, decay_to=0.0, b2=0.99, weight_decay=0.1), total, labels,
                            args.width)

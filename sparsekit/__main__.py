@@ -14,9 +14,12 @@ import argparse
 import shlex
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# Columns of the sweep summary, in order (those the rows have).
+if TYPE_CHECKING:
+    from sparsekit.result import RunResult
+
+# Columns of the sweep summary (`sparsekit.result.COLUMNS`), in order (those the rows have).
 SUMMARY = [
     "key",
     "family",
@@ -120,13 +123,12 @@ def train_config(args: argparse.Namespace):
     return make_config(base, dict(args.set))
 
 
-def summary(r: dict[str, Any]) -> str:
+def summary(r: RunResult) -> str:
     """Two lines on a finished run: what was trained, and its loss."""
     return (
-        f"{r['family']} S={r['sparsity']} ({r['pattern']}): N={r['N']} (width {r['width']}), "
-        f"D={r['D']} {r['unit']} in {r['steps']} steps of {r['batch']}\n"
-        f"loss {r['loss']:.4f} +- {r['loss_se']:.4f}, {r['wall_time_s']:.1f} s, "
-        f"key {r['key']}"
+        f"{r.family} S={r.sparsity} ({r.pattern}): N={r.N} (width {r.width}), "
+        f"D={r.D} {r.unit} in {r.steps} steps of {r.batch}\n"
+        f"loss {r.loss:.4f} +- {r.loss_se:.4f}, {r.wall_time_s:.1f} s, key {r.key}"
     )
 
 
@@ -146,10 +148,10 @@ def train(args: argparse.Namespace) -> int:
         r = training.run(cfg, on_chunk=on_chunk)
     if args.json:
         print(dumps(r))
-    elif r["status"] == "ok":
+    elif r.status == "ok":
         print(summary(r))
-    if r["status"] != "ok":
-        print(f"sparsekit train: run failed: {r['error']}", file=sys.stderr)
+    if r.status != "ok":
+        print(f"sparsekit train: run failed: {r.error}", file=sys.stderr)
         return 1
     return 0
 

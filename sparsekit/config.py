@@ -25,11 +25,10 @@ from typing import Any
 
 from sparsekit.data import SHARED, SourceConfig, source_config
 from sparsekit.masks import parse_pattern
-from sparsekit.models.families import Family, get_family, width_for
+from sparsekit.models.families import REGISTRY, Family, get_family, width_for
 from sparsekit.schedules import SCHEDULES
 from sparsekit.validate import check_choice, check_flag, check_int, check_number, check_text
 
-FAMILIES = ("vit", "t5")
 OPTIMIZERS = ("adamw", "adafactor", "sparse_adafactor")
 # Optim fields an optimizer does not read: a config may only hold their defaults there (b1's
 # field default, the recipe's b2 and weight_decay), which are recorded but change nothing.
@@ -66,7 +65,7 @@ class Model:
     # zero head (initial loss ln C). Added later: see LATER_FIELDS
 
     def __post_init__(self) -> None:
-        check_choice("model.family", self.family, FAMILIES)
+        check_choice("model.family", self.family, list(REGISTRY))
         check_number("model.head_init", self.head_init, 0, 10)
         if self.head_init and self.family != "vit":
             raise ValueError(f"model.head_init is a ViT setting; {self.family} takes 0, got "
@@ -217,6 +216,7 @@ class RunConfig:
         object.__setattr__(self, "data", _filled(self.data, self.model.family))
         self._check_optimizer()
         self.source_config()
+        self.family().loss(self.optim.z_loss)  # ValueError for a z-loss the family lacks
         self.family().check_pattern(self.width(), self.sparsity.pattern)
 
     def _check_optimizer(self) -> None:
@@ -245,8 +245,11 @@ class RunConfig:
             raise ValueError(f"data.options: {e}") from None
 
     def family(self) -> Family:
-        """The model family (`sparsekit.models`) at this config's depth."""
-        return get_family(self.model.family).with_depth(self.model.depth)
+        """The model family (`sparsekit.models`) at this config's depth, with its head init
+        (ViT); `Family.for_source` adds what it reads from the data."""
+        fam = get_family(self.model.family).with_depth(self.model.depth)
+        return dataclasses.replace(fam, head_init=self.model.head_init) if (
+            self.model.head_init) else fam
 
     def width(self) -> int:
         """The model width: `model.width`, or the width whose non-zero count at the target

@@ -10,6 +10,7 @@ that charges its dense pretraining.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -17,10 +18,18 @@ from numpy.typing import ArrayLike
 
 CostModel = Callable[[ArrayLike], np.ndarray]
 
-# Mean sparsity of the Zhu-Gupta cubic ramp from 25% to 75% of training, as a fraction of
-# the target: zero for the first quarter, 3/4 of the target on average during the ramp
-# (the mean of 1 - (1 - p)^3 over p in [0, 1]), the full target for the last quarter.
-CUBIC_25_75_MEAN_SPARSITY = 0.5 * 0.75 + 0.25
+
+@functools.cache
+def cubic_mean_sparsity() -> float:
+    """Mean sparsity over training of the paper's schedule (`laws.cubic_schedule`: cubic
+    from 25% to 75% of training) per unit of target, from its `average_density()`: 0.625
+    (zero for the first quarter, 3/4 of the target on average during the ramp, the full
+    target for the last quarter) up to the schedule's float32 rounding (~1e-8). The mean is
+    proportional to the target, so one level gives it for all."""
+    from sparsekit.laws import cubic_schedule  # lazy: laws imports this module
+
+    target = 0.5
+    return (1.0 - cubic_schedule(target).average_density()) / target
 
 
 def dense_cost(S: ArrayLike) -> np.ndarray:
@@ -30,9 +39,10 @@ def dense_cost(S: ArrayLike) -> np.ndarray:
 
 def gradual_cost(S: ArrayLike) -> np.ndarray:
     """Pay for the weights alive on average under the 25-75% cubic gradual pruning schedule:
-    average density 1 - 0.625 S of the dense model's N / (1 - S) weights."""
+    average density 1 - 0.625 S (`cubic_mean_sparsity`) of the dense model's N / (1 - S)
+    weights."""
     S = np.asarray(S, dtype=np.float64)
-    return (1.0 - CUBIC_25_75_MEAN_SPARSITY * S) / (1.0 - S)
+    return (1.0 - cubic_mean_sparsity() * S) / (1.0 - S)
 
 
 def ideal_cost(S: ArrayLike) -> np.ndarray:

@@ -17,6 +17,7 @@ pattern (e.g. 2:4), every other coefficient kept from a fit to unstructured runs
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -179,16 +180,12 @@ def _validate(
     for name in ("N", "D", "loss"):
         if np.any(arrays[name] <= 0):
             raise ValueError(f"{name} must be positive")
-    for name in ("N", "D"):
-        if np.unique(arrays[name]).size < 2:
-            raise ValueError(f"{name} needs at least 2 distinct values to fit its exponent")
-    law_cls.check_data(S)
-    n_params = law_cls.n_params_for(S)
-    if S.size < n_params:
-        raise ValueError(
-            f"S, N, D, loss: {S.size} points are fewer than the {n_params} parameters "
-            f"of the {law_cls.name} law"
-        )
+    problems = law_cls.problems(S, N, D, identified=False)
+    if problems:
+        raise ValueError(f"S, N, D, loss: the {law_cls.name} law {'; '.join(problems)}")
+    if problem := law_cls.sparsity_problem(S):
+        warnings.warn(f"S: the {law_cls.name} law {problem}: not every parameter is "
+                      "identified", stacklevel=3)  # the caller of fit()
     return S, N, D, loss
 
 

@@ -14,7 +14,6 @@ entry in LAWS.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple, Protocol
@@ -26,25 +25,11 @@ from sparsekit.costs import CostModel, argmin_sparsity, resolve_cost
 
 
 class SparsitySchedule(Protocol):
-    """Anything with `sparsity(fraction)`: sparsity at a fraction of training in [0, 1]."""
+    """Anything with `average_density()`: the mean fraction of the dense weights alive over
+    training (`sparsekit.schedules.Schedule.average_density`), the quantity Jin et al. (2025)
+    put into a Chinchilla law."""
 
-    def sparsity(self, fraction: Any) -> Any: ...
-
-
-def average_density(schedule: SparsitySchedule, num: int = 4097) -> float:
-    """Mean of 1 - sparsity(t) over training, t in [0, 1] (Simpson's rule on `num` points).
-
-    This is the fraction of the dense model that is, on average, alive during training:
-    the quantity Jin et al. (2025) put into a Chinchilla law. `num` must be odd; the
-    default makes the 25-75% cubic exact to ~1e-13 (its kinks fall on grid points).
-    """
-    if num < 3 or num % 2 == 0:
-        raise ValueError(f"num must be an odd integer >= 3, got {num}")
-    t = np.linspace(0.0, 1.0, num)
-    density = 1.0 - np.asarray(schedule.sparsity(t), dtype=np.float64)
-    weights = np.ones(num)
-    weights[1:-1:2], weights[2:-1:2] = 4.0, 2.0
-    return float(np.sum(weights * density) / (3.0 * (num - 1)))
+    def average_density(self) -> float: ...
 
 
 def cubic_schedule(target: float) -> SparsitySchedule:
@@ -150,8 +135,27 @@ class Law:
         raise NotImplementedError
 
     @classmethod
-    def check_data(cls, S: np.ndarray) -> None:
-        """Raise ValueError if the sparsities cannot identify this law's parameters."""
+    def sparsity_problem(cls, S: np.ndarray, identified: bool = True) -> str | None:
+        """What the sparsities S lack for this law (None: nothing); with `identified`, to
+        identify every parameter, otherwise only to fit at all."""
+        return None
+
+    @classmethod
+    def problems(cls, S: ArrayLike, N: ArrayLike, D: ArrayLike, *,
+                 identified: bool = True) -> list[str]:
+        """What keeps points at (S, N, D) from a fit of this law ([] when nothing): 2
+        distinct N and D (one exponent each), the law's needs in S (`sparsity_problem`) and
+        more points than parameters. With identified=False only what makes a fit impossible:
+        as many points as parameters, and (sparse law) 2 distinct S are then enough."""
+        S, N, D = _arrays(S, N, D)
+        found = [f"needs 2 distinct {name} values, has {k}"
+                 for name, x in (("N", N), ("D", D)) if (k := np.unique(x).size) < 2]
+        if problem := cls.sparsity_problem(S, identified):
+            found.append(problem)
+        n_params = cls.n_params_for(S)
+        if S.size < n_params + identified:
+            found.append(f"{S.size} points for {n_params} parameters (needs more points)")
+        return found
 
     @classmethod
     def n_params_for(cls, S: np.ndarray) -> int:
@@ -246,18 +250,10 @@ class SparseLaw(Law):
         return np.clip(1.0 - density, 0.0, s_max)  # the loss is unimodal in S: clip = argmin
 
     @classmethod
-    def check_data(cls, S: np.ndarray) -> None:
-        distinct = np.unique(S).size
-        if distinct < 2:
-            raise ValueError(
-                f"S: the sparse law needs at least 2 distinct sparsities, got {distinct}"
-            )
-        if distinct == 2:  # two size factors cannot pin down a_S, b_S and c_S
-            warnings.warn(
-                "S: with only 2 distinct sparsities a_S, b_S and c_S are not all identified; "
-                "use 3 or more",
-                stacklevel=4,  # the caller of fit()
-            )
+    def sparsity_problem(cls, S: np.ndarray, identified: bool = True) -> str | None:
+        """3 distinct S identify a_S, b_S and c_S; 2 (two size factors) fit, not identified."""
+        distinct, need = np.unique(S).size, 3 if identified else 2
+        return f"needs {need} distinct S values, has {distinct}" if distinct < need else None
 
     @classmethod
     def linear_form(cls, S: np.ndarray, N: np.ndarray, D: np.ndarray) -> LinearForm:
@@ -299,18 +295,23 @@ class ChinchillaLaw(_ChinchillaForm):
     name: ClassVar[str] = "chinchilla"
 
     def predict(self, S: ArrayLike, N: ArrayLike, D: ArrayLike) -> np.ndarray:
-        self.check_data(np.asarray(S))
+        self.check_dense(np.asarray(S))
         N, D = _arrays(N, D)
         return self.A * N**-self.alpha + self.B * D**-self.beta + self.E
 
     def dense_equivalent(self, S: ArrayLike) -> np.ndarray:
-        self.check_data(np.asarray(S))
+        self.check_dense(np.asarray(S))
         return np.ones_like(np.asarray(S, dtype=np.float64))
 
     @classmethod
-    def check_data(cls, S: np.ndarray) -> None:
-        if np.any(S != 0):
-            raise ValueError("S: the Chinchilla law describes dense models only (S = 0)")
+    def sparsity_problem(cls, S: np.ndarray, identified: bool = True) -> str | None:
+        return "describes dense models only (S = 0)" if np.any(S != 0) else None
+
+    @classmethod
+    def check_dense(cls, S: np.ndarray) -> None:
+        """ValueError unless every S is 0."""
+        if problem := cls.sparsity_problem(S):
+            raise ValueError(f"S: the Chinchilla law {problem}")
 
     @classmethod
     def linear_form(cls, S: np.ndarray, N: np.ndarray, D: np.ndarray) -> LinearForm:
@@ -336,7 +337,7 @@ class AverageParamLaw(_ChinchillaForm):
     def average_density(self, S: ArrayLike) -> np.ndarray:
         """Average fraction of the dense weights alive during training at target S."""
         (S,) = _arrays(S)
-        return _per_level(lambda s: average_density(self.schedule(s)), S)
+        return _per_level(lambda s: self.schedule(s).average_density(), S)
 
     def predict(self, S: ArrayLike, N: ArrayLike, D: ArrayLike) -> np.ndarray:
         S, N, D = _arrays(S, N, D)
@@ -355,7 +356,7 @@ class AverageParamLaw(_ChinchillaForm):
         D: np.ndarray,
         schedule: Callable[[float], SparsitySchedule] = cubic_schedule,
     ) -> LinearForm:
-        density = _per_level(lambda s: average_density(schedule(s)), S)
+        density = _per_level(lambda s: schedule(s).average_density(), S)
 
         def build(exps: np.ndarray, coefs: np.ndarray) -> AverageParamLaw:
             return cls(coefs[0], exps[0], coefs[1], exps[1], coefs[2], schedule)
@@ -423,9 +424,8 @@ class EffectiveMultiplierLaw(_ChinchillaForm):
         return self.eff(S) / (1.0 - S)
 
     @classmethod
-    def check_data(cls, S: np.ndarray) -> None:
-        if not np.any(S == 0):
-            raise ValueError("S: the multiplier law needs dense runs (S = 0) to anchor eff(0) = 1")
+    def sparsity_problem(cls, S: np.ndarray, identified: bool = True) -> str | None:
+        return None if np.any(S == 0) else "needs dense (S = 0) runs to anchor eff(0) = 1"
 
     @classmethod
     def n_params_for(cls, S: np.ndarray) -> int:

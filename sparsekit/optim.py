@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from sparsekit.schedules import steps
+
 
 def _surviving_rms(x: jax.Array, mask: jax.Array | None) -> jax.Array:
     """RMS of x over entries where mask is true; 0 when nothing survives (no NaN)."""
@@ -90,7 +92,7 @@ def sparse_adafactor(
 
 def learning_rate(peak: float, total_steps: int, *, warmup: float, decay_to: float) -> optax.Schedule:
     """Linear warmup over `warmup` of the run, then cosine decay to `decay_to` * peak at the end."""
-    warmup_steps = round(warmup * total_steps)
+    warmup_steps = steps(warmup, total_steps, "nearest")
     return optax.warmup_cosine_decay_schedule(
         0.0, peak, warmup_steps, max(total_steps, warmup_steps + 1), peak * decay_to
     )

@@ -41,13 +41,8 @@ FALLBACK_COLOR = "#8c564b"  # any sparsity not in the paper's grid
 AXIS_TITLES: dict[str, str] = {
     "S": "sparsity S (fraction of zero weights)",
     "N": "non-zero parameters N",
-    "D": "training data D (tokens)",
-    "D_images": "training data D (images)",
     "C": "training compute C (FLOPs)",
-    "loss": "validation loss (nats/token)",
-    "loss_images": "validation loss (nats/image)",
     "dense_equivalent": "equivalent dense size m(S) (× N)",
-    "steps": "training steps",
 }
 
 

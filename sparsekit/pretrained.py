@@ -109,7 +109,7 @@ def resolve(cfg: RunConfig, store: str | Path | None) -> tuple[str, int]:
         raise ValueError(f"{name} names a stored run: give the results store that holds it "
                          "(a sweep passes its own)")
     dense = Store(store).get(key)
-    if dense is None or dense.get("status") != "ok":
+    if dense is None or dense.status != "ok":
         raise ValueError(f"{name}: results store {store} holds no finished run {key} "
                          "(run its stage-1 config first)")
     path = checkpoint_path(store, key)
@@ -118,9 +118,9 @@ def resolve(cfg: RunConfig, store: str | Path | None) -> tuple[str, int]:
                          "grid starts from it)")
     ours = cfg.to_dict()
     for group, field in _STREAM:
-        if dense["config"][group].get(field) != ours[group].get(field):
+        if dense.config[group].get(field) != ours[group].get(field):
             raise ValueError(f"{name}: run {key} has {group}.{field} = "
-                             f"{dense['config'][group].get(field)!r}, this run "
+                             f"{dense.config[group].get(field)!r}, this run "
                              f"{ours[group].get(field)!r}; continuing its data stream needs the "
                              "same")
-    return str(path), int(dense["steps"])
+    return str(path), int(dense.steps)

@@ -77,8 +77,7 @@ def layer_sparsity(kind: str, sparsity, *, embed_rule: bool):
 
 @dataclass(frozen=True)
 class Pruner:
-    """How masks are computed: pattern and per-kind sparsity. Override `scores` to change the
-    saliency (default: weight magnitude)."""
+    """How masks are computed: pattern and per-kind sparsity, by weight magnitude (`scores`)."""
 
     pattern: masklib.Pattern
     embed_rule: bool = False
@@ -142,7 +141,6 @@ def sparsify(
     labels: Any | Callable[[Any], Any],
     pattern: str | masklib.Pattern = "unstructured",
     embed_rule: bool = False,
-    pruner: Pruner | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Wrap `inner` so that training follows `schedule` and pruned weights stay exactly zero.
 
@@ -155,12 +153,11 @@ def sparsify(
         matrices) or "N:M" (n:m along the reduction axis 0; the schedule's target must be
         1 - n/m, reached gradually by `masks.gradual_nm`).
       embed_rule: prune "embed" leaves to 1 - sqrt(1 - S) (the paper's rule).
-      pruner: override how masks are computed (pattern and embed_rule are then ignored).
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be a positive integer, got {total_steps}")
-    pruner = pruner or Pruner(masklib.parse_pattern(pattern) if isinstance(pattern, str)
-                              else pattern, embed_rule)
+    pruner = Pruner(masklib.parse_pattern(pattern) if isinstance(pattern, str) else pattern,
+                    embed_rule)
     if pruner.pattern.kind == "nm" and abs(schedule.target - pruner.pattern.sparsity) > 1e-9:
         raise ValueError(
             f"schedule target must equal the n:m sparsity 1 - n/m = {pruner.pattern.sparsity} "

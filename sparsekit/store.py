@@ -2,7 +2,8 @@
 
 Layout of a store directory DIR:
 
-    DIR/runs/<key>.json   the full result of one run (curves included): the source of truth
+    DIR/runs/<key>.json   the full result of one run (`RunResult.to_row()`, curves included): the
+                      source of truth
     DIR/runs/damaged/     run files that were not valid results, set aside (never deleted)
     DIR/results.parquet   one row per run, scalar columns only, rebuilt from the JSON files
     DIR/.lock             held (flock) by the one process that writes, e.g. a running sweep
@@ -17,7 +18,7 @@ store: readers skip it with a `DamagedResultWarning` naming it (or raise `Damage
 when strict), and the writer moves it to `runs/damaged/` (`set_aside`), so a sweep runs that
 point again.
 
-Table columns: every scalar of the result row; nested dicts are flattened with dots
+Table columns: every scalar of the result row (`sparsekit.result.COLUMNS`); nested dicts are flattened with dots
 (`config.optim.lr`, `versions.jax`, `machine.host`); lists inside the config are JSON text;
 the curves (`curve`, `val_curve`) stay in the JSON files only.
 """
@@ -36,14 +37,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sparsekit.result import STATUSES, RunResult
+
 RUNS = "runs"
 DAMAGED = "damaged"  # inside RUNS: run files that were not valid results, set aside
 TABLE = "results.parquet"
 CURVES = ("curve", "val_curve")  # list-valued result fields kept out of the table
 _TMP_SUFFIX = ".tmp"
-
-
-STATUSES = ("ok", "failed")  # a result's `status`
 
 
 class StoreBusyError(RuntimeError):
@@ -90,9 +90,9 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def dumps(result: dict[str, Any], **kw: Any) -> str:
-    """A result as strict JSON text."""
-    return json.dumps(strict_json(result), allow_nan=False, **kw)
+def dumps(result: RunResult, **kw: Any) -> str:
+    """A result as strict JSON text (its `to_row()`)."""
+    return json.dumps(strict_json(result.to_row()), allow_nan=False, **kw)
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -137,11 +137,11 @@ def flatten(row: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-def table(results: Iterable[dict[str, Any]]):
+def table(results: Iterable[RunResult]):
     """A pandas DataFrame with one row per result (see the module docstring for columns)."""
     import pandas as pd
 
-    rows = [flatten(r) for r in results]
+    rows = [flatten(r.to_row()) for r in results]
     frame = pd.DataFrame(rows)
     # JSON null -> NaN for numeric fields (a failed run's loss), so the columns stay float.
     for name in ("loss", "loss_se"):
@@ -176,7 +176,7 @@ class Store:
             return []
         return sorted(p.stem for p in self.runs.glob("*.json") if not p.name.startswith("."))
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> RunResult | None:
         """The stored result for `key`, or None; DamagedResultError naming the file if it
         is not a valid result (see `result_problem`)."""
         path = self._file(key)
@@ -191,9 +191,12 @@ class Store:
         problem = result_problem(result, key)
         if problem:
             raise DamagedResultError(f"{path}: not a valid result file (it {problem})")
-        return result
+        try:
+            return RunResult.from_row(result)
+        except (TypeError, ValueError) as e:
+            raise DamagedResultError(f"{path}: not a valid result file ({e})") from None
 
-    def results(self, *, strict: bool = True) -> list[dict[str, Any]]:
+    def results(self, *, strict: bool = True) -> list[RunResult]:
         """Every stored result, in key order. A damaged run file raises DamagedResultError
         when `strict`; otherwise it is skipped with a DamagedResultWarning naming it."""
         results = []
@@ -231,18 +234,18 @@ class Store:
                 moved.append(target)
         return moved
 
-    def put(self, result: dict[str, Any]) -> None:
+    def put(self, result: RunResult) -> None:
         """Store one result (replacing any run with the same key), atomically."""
         self.runs.mkdir(parents=True, exist_ok=True)
         data = dumps(result, indent=1).encode()
-        _write_atomic(self._file(result["key"]), lambda f: f.write(data))
+        _write_atomic(self._file(result.key), lambda f: f.write(data))
 
-    def write_table(self, results: Iterable[dict[str, Any]] | None = None) -> None:
+    def write_table(self, results: Iterable[RunResult] | None = None) -> None:
         """Rewrite results.parquet from `results` (default: the stored runs), atomically.
 
         Rows are in key order, so the same runs always give the same bytes, and a table that
         would not change is not rewritten: reusing a committed store leaves it unmodified."""
-        rows = sorted(self.results() if results is None else results, key=lambda r: r["key"])
+        rows = sorted(self.results() if results is None else results, key=lambda r: r.key)
         buffer = io.BytesIO()
         table(rows).to_parquet(buffer, index=False)
         data, path = buffer.getvalue(), self.path / TABLE

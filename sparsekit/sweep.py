@@ -45,7 +45,6 @@ import functools
 import hashlib
 import itertools
 import json
-import math
 import multiprocessing
 import os
 import re
@@ -54,17 +53,18 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sparsekit import pretrained
 from sparsekit.config import RunConfig, check_field, make_config
+from sparsekit.result import RunResult
 from sparsekit.store import Store, table
 
-Runner = Callable[[RunConfig], dict[str, Any]]  # config -> result row (see train.run)
-Done = Iterator[dict[str, Any]]  # results, as runs finish
+Runner = Callable[[RunConfig], RunResult]  # config -> result (see train.run)
+Done = Iterator[RunResult]  # results, as runs finish
 
 
 class GridError(ValueError):
@@ -248,48 +248,24 @@ def load_grid(path: str | os.PathLike) -> Grid:
 # --- running one config ---------------------------------------------------------------------
 
 
-def failed(
-    cfg: RunConfig, error: str, wall_time_s: float = math.nan, **extra: Any
-) -> dict[str, Any]:
-    """The result row of a run that did not produce one (exception, crashed worker)."""
-    return {
-        "key": cfg.key(),
-        "config": cfg.to_dict(),
-        "status": "failed",
-        "error": error,
-        "family": cfg.model.family,
-        "sparsity": cfg.sparsity.target,
-        "pattern": cfg.sparsity.pattern,
-        "failed_step": None,  # no step diverged: the run did not produce a result
-        "wall_time_s": wall_time_s,
-        **extra,
-    }
-
-
-def run_one(runner: Runner, cfg: RunConfig) -> dict[str, Any]:
+def run_one(runner: Runner, cfg: RunConfig) -> RunResult:
     """`runner(cfg)`, with an exception turned into a failed result (so it gets stored)."""
     start = time.perf_counter()
     try:
         result = runner(cfg)
     except Exception as e:
-        return failed(
-            cfg,
-            f"{type(e).__name__}: {e}",
-            time.perf_counter() - start,
-            traceback=traceback.format_exc(),
-        )
-    if result.get("key") != cfg.key():
-        return failed(
-            cfg,
-            f"runner returned key {result.get('key')!r}, expected {cfg.key()}",
-            time.perf_counter() - start,
-        )
+        return RunResult.failed(cfg, f"{type(e).__name__}: {e}",
+                                wall_time_s=time.perf_counter() - start,
+                                traceback=traceback.format_exc())
+    if result.key != cfg.key():
+        return RunResult.failed(cfg, f"runner returned key {result.key!r}, expected {cfg.key()}",
+                                wall_time_s=time.perf_counter() - start)
     return result
 
 
 def _train_run(
     cfg: RunConfig, store: str | None = None, save: bool | frozenset[str] = False
-) -> dict[str, Any]:
+) -> RunResult:
     """`train.run(cfg)`; with `store`, an init_from naming a stored run is resolved there, and
     the params are saved to its checkpoints folder when `save` is True or holds the key."""
     from sparsekit import train  # imports JAX: only where runs happen
@@ -371,10 +347,9 @@ def _in_processes(
                     result = None
                 conn.close()
                 proc.join()
-                yield result or failed(
-                    cfg,
-                    f"worker process died (exit code {proc.exitcode})",
-                    time.perf_counter() - start,
+                yield result or RunResult.failed(
+                    cfg, f"worker process died (exit code {proc.exitcode})",
+                    wall_time_s=time.perf_counter() - start,
                 )
     finally:
         for _, proc, _ in procs.values():
@@ -407,7 +382,7 @@ def _on_dask(
             try:
                 result = future.result()
             except Exception as e:  # e.g. KilledWorker after repeated worker crashes
-                result = failed(futures[future], f"dask: {type(e).__name__}: {e}")
+                result = RunResult.failed(futures[future], f"dask: {type(e).__name__}: {e}")
             del running[futures[future].key()]
             yield result
 
@@ -415,18 +390,18 @@ def _on_dask(
 # --- the sweep ------------------------------------------------------------------------------
 
 
-def _needs_run(stored: dict[str, Any] | None, reuse: bool, retry_failed: bool) -> bool:
+def _needs_run(stored: RunResult | None, reuse: bool, retry_failed: bool) -> bool:
     if stored is None or not reuse:
         return True
-    return stored.get("status") != "ok" and retry_failed
+    return stored.status != "ok" and retry_failed
 
 
-def _describe(result: dict[str, Any]) -> str:
-    c = result["config"]
-    size = c["model"]["nonzero"] or f"width {c['model']['width']}"
+def _describe(key: str, config: Mapping[str, Any]) -> str:
+    """A run in one line: its key, family, N (or width), S and D."""
+    size = config["model"]["nonzero"] or f"width {config['model']['width']}"
     return (
-        f"{result['key']} ({c['model']['family']} N={size} "
-        f"S={c['sparsity']['target']} D={c['data']['amount']})"
+        f"{key} ({config['model']['family']} N={size} "
+        f"S={config['sparsity']['target']} D={config['data']['amount']})"
     )
 
 
@@ -454,7 +429,7 @@ def sweep(
     scheduler: None (local), "local" (a Dask LocalCluster) or a Dask scheduler address.
     reuse: False recomputes every run and replaces the stored result.
     retry_failed: also rerun configs whose stored result has status "failed".
-    runner: config -> result row; default `train.run`. Must be picklable (a module-level
+    runner: config -> RunResult; default `train.run`. Must be picklable (a module-level
         function) for workers > 1 or Dask.
     name: label for progress (default: the grid's name).
     """
@@ -488,7 +463,7 @@ def sweep(
     with store.lock():
         store.clean()
         store.set_aside()  # damaged run files: moved to runs/damaged/, their points rerun
-        stored = {r["key"]: r for r in store.results()}
+        stored = {r.key: r for r in store.results()}
         store.write_table(stored.values())  # repairs a table left stale by a killed sweep
         todo = [c for c in configs if _needs_run(stored.get(c.key()), reuse, retry_failed)]
         if progress:
@@ -512,14 +487,15 @@ def sweep(
             ):
                 for result in done:
                     store.put(result)
-                    stored[result["key"]] = result
+                    stored[result.key] = result
                     store.write_table(stored.values())
                     finished += 1
                     bar.update()
-                    if result["status"] == "ok":
-                        bar.set_postfix_str(f"last loss {result['loss']:.4g}")
+                    if result.status == "ok":
+                        bar.set_postfix_str(f"last loss {result.loss:.4g}")
                     else:
-                        bar.write(f"failed: {_describe(result)}: {result['error']}")
+                        bar.write(f"failed: {_describe(result.key, result.config)}: "
+                                  f"{result.error}")
         except KeyboardInterrupt:
             raise SweepInterrupted(
                 _interrupted(name, store, finished, len(todo), list(running.values()))
@@ -531,7 +507,7 @@ def _interrupted(
     name: str, store: Store, finished: int, todo: int, running: list[RunConfig]
 ) -> str:
     """One line for a sweep stopped by Ctrl-C: what finished, what was lost."""
-    lost = ", ".join(_describe({"key": c.key(), "config": c.to_dict()}) for c in running[:3])
+    lost = ", ".join(_describe(c.key(), c.to_dict()) for c in running[:3])
     more = f" and {len(running) - 3} more" if len(running) > 3 else ""
     flight = f"interrupted {lost}{more}" if running else "no run was in flight"
     return (

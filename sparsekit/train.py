@@ -1,4 +1,4 @@
-"""One training run: a `RunConfig` in, one result dict out.
+"""One training run: a `RunConfig` in, one `RunResult` out.
 
 The hot loop is split -> plain `jax.jit` -> merge: parameters travel as a pure dict, the
 model is re-merged inside the jitted function, and `lax.scan` runs `chunk` steps per call
@@ -13,7 +13,6 @@ was not finite, `steps` and `D` count the steps before it, and the curve runs up
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import time
@@ -29,10 +28,10 @@ from sparsekit import pretrained, provenance, schedules
 from sparsekit.config import RunConfig
 from sparsekit.data import open_source
 from sparsekit.data.source import check_units
-from sparsekit.laws import average_density
-from sparsekit.models import kinds
+from sparsekit.models import Family, kinds
 from sparsekit.optim import make_optimizer
 from sparsekit.pruning import census, sparsify
+from sparsekit.result import RunResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,19 +45,7 @@ class Plan:
     data_seen: int  # D actually trained on: steps * units_per_step (<= config amount)
 
 
-def family_of(cfg: RunConfig, source: Any):
-    """The model family at the config's depth (`RunConfig.family`), with its head init and
-    the data's class count and image size applied."""
-    changes = {}
-    if cfg.model.head_init:
-        changes["head_init"] = cfg.model.head_init
-    for name in ("num_classes", "image_size"):  # vision sources only
-        if hasattr(source, name):
-            changes[name] = getattr(source, name)
-    return dataclasses.replace(cfg.family(), **changes)
-
-
-def plan(cfg: RunConfig, fam: Any, source: Any) -> Plan:
+def plan(cfg: RunConfig, source: Any) -> Plan:
     """Width and step count for a config; refuses a data amount smaller than one step."""
     width = cfg.width()
     units = cfg.data.batch * source.units_per_example
@@ -69,23 +56,19 @@ def plan(cfg: RunConfig, fam: Any, source: Any) -> Plan:
     return Plan(width, steps, cfg.data.batch, units, steps * units)
 
 
-def _stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Batches stacked along a new leading axis [K, ...]: one `lax.scan` chunk's input."""
     return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
-def _flops(fam: Any, width: int, source: Any) -> int:
-    """Forward matmul FLOPs per example of the dense-width model."""
-    if fam.name == "t5":
-        return fam.flops_per_example(width, source.lengths.input_length, source.lengths.target_length)
-    return fam.flops_per_example(width)
-
-
-def _block_tokens(fam: Any, source: Any) -> float:
-    """Tokens per example that pass through each block matrix (mean over matrices)."""
-    if fam.name == "t5":
-        enc, dec = fam.encoder_depth, fam.decoder_depth
-        return (enc * source.lengths.input_length + dec * source.lengths.target_length) / (enc + dec)
-    return fam.tokens
+def training_flops(fam: Family, width: int, dense_block: int, density: float,
+                   examples: int) -> tuple[float, float]:
+    """(dense, sparse) training FLOPs of `examples` examples: 3x the forward matmul FLOPs of
+    the dense-width model, and that less the pruned share of the block matrices' 6 FLOPs per
+    parameter per token at the schedule's average `density`."""
+    dense = 3 * fam.flops_per_example(width) * examples
+    block = 6 * dense_block * fam.block_tokens * examples
+    return float(dense), float(dense - block * (1.0 - density))
 
 
 def pure_loss(graphdef: Any, treedef: Any, loss_fn: Any):
@@ -125,8 +108,8 @@ class Trainer:
     def __init__(self, cfg: RunConfig, store: str | None = None):
         self.cfg = cfg
         self.source = open_source(cfg.source_config())
-        self.fam = family_of(cfg, self.source)
-        self.plan = plan(cfg, self.fam, self.source)
+        self.fam = cfg.family().for_source(self.source)
+        self.plan = plan(cfg, self.source)
         init, self.first_step = pretrained.resolve(cfg, store) if cfg.init_from else (None, 0)
         check_units(self.source, self.first_step * self.plan.units_per_step + self.plan.data_seen,
                     self.plan.batch)
@@ -144,16 +127,13 @@ class Trainer:
         self.opt = sparsify(inner, schedule=self.schedule, total_steps=self.plan.steps,
                             labels=self.labels, pattern=sp.pattern, embed_rule=sp.embed_rule)
         self.opt_state = self.opt.init(self.params)
-        loss_fn = self.fam.loss_fn
-        if self.fam.name == "t5":
-            loss_fn = functools.partial(loss_fn, z_loss=cfg.optim.z_loss)
-        loss = pure_loss(self.graphdef, self.treedef, loss_fn)
+        loss = pure_loss(self.graphdef, self.treedef, self.fam.loss(cfg.optim.z_loss))
         self._chunk = make_chunk(loss, self.opt)
         self._eval = jax.jit(lambda p, b: loss(p, b)[1])
 
-    def evaluate(self, params) -> tuple[float, float]:
-        """Mean cross-entropy on the held-out set (per image / per target token) and its
-        standard error, from per-batch means."""
+    def evaluate(self) -> tuple[float, float]:
+        """Mean cross-entropy of the current params on the held-out set (per image / per
+        target token) and its standard error, from per-batch means."""
         data = self.source.eval_set()
         n = len(next(iter(data.values())))
         size = max(1, min(self.plan.batch, n // 8))  # >= 8 batches for the standard error
@@ -177,7 +157,7 @@ class Trainer:
         cfg, steps = self.cfg, self.plan.steps
         while step < steps:
             k = min(chunk, steps - step)
-            batches = _stack([self.source.train_batch(self.first_step + step + i, self.plan.batch)
+            batches = stack([self.source.train_batch(self.first_step + step + i, self.plan.batch)
                               for i in range(k)])
             self.params, self.opt_state, ce = self._chunk(self.params, self.opt_state, batches)
             ce = np.asarray(ce)
@@ -193,59 +173,39 @@ class Trainer:
             step += k
             curve.append([step, float(ce.mean())])
             if cfg.eval_every and (step // cfg.eval_every) > ((step - k) // cfg.eval_every):
-                val_curve.append([step, self.evaluate(self.params)[0]])
+                val_curve.append([step, self.evaluate()[0]])
             if on_chunk is not None:
                 on_chunk(step, steps)
         return {"curve": curve, "val_curve": val_curve, "steps_done": step, "error": error,
                 "failed_step": failed_step}
 
-    def result(self, trained: dict[str, Any], wall: float) -> dict[str, Any]:
-        """The result row: loss, sizes, data, FLOPs, provenance."""
+    def result(self, trained: dict[str, Any], wall: float) -> RunResult:
+        """The run's result: loss, sizes, data, FLOPs, provenance."""
         c = census(self.params, self.labels, self.opt_state.masks)
         p, src = self.plan, self.source
         ok = trained["error"] is None
-        loss, loss_se = self.evaluate(self.params) if ok else (math.nan, math.nan)
-        examples = trained["steps_done"] * p.batch
-        dense = 3 * _flops(self.fam, p.width, src) * examples
-        block = 6 * c.dense_block * _block_tokens(self.fam, src) * examples
-        density = average_density(self.schedule)
-        return {
-            "key": self.cfg.key(),
-            "config": self.cfg.to_dict(),
-            "status": "ok" if ok else "failed",
-            "error": trained["error"],
-            "family": self.cfg.model.family,
-            "sparsity": self.cfg.sparsity.target,
-            "pattern": self.cfg.sparsity.pattern,
-            "loss": loss,  # final validation cross-entropy, nats per image / target token
-            "loss_se": loss_se,
-            "N": c.N,  # measured non-zero non-embedding parameters
-            "N_target": self.cfg.model.nonzero,
-            "dense_block": c.dense_block,
-            "sparsity_measured": c.sparsity,
-            "total_params": c.total,
-            "nonzero_params": c.nonzero,
-            "width": p.width,
-            "D": trained["steps_done"] * p.units_per_step,  # data seen, tokens or images
-            "unit": src.unit,
-            "steps": trained["steps_done"],
-            "failed_step": trained["failed_step"],  # first step with a non-finite loss, or None
-            "batch": p.batch,
-            "peak_lr": self.cfg.optim.peak_lr(p.width),  # after the width scaling
-            "flops_dense": float(dense),  # training FLOPs of the dense-width model
-            "flops_sparse": float(dense - block * (1.0 - density)),  # charging only non-zeros
-            "avg_density": density,
-            "curve": trained["curve"],
-            "val_curve": trained["val_curve"],
-            "wall_time_s": wall,
-            "data": src.describe(),
+        loss, loss_se = self.evaluate() if ok else (math.nan, math.nan)
+        density = self.schedule.average_density()
+        flops_dense, flops_sparse = training_flops(self.fam, p.width, c.dense_block, density,
+                                                   trained["steps_done"] * p.batch)
+        measured = dict(
+            loss=loss, loss_se=loss_se, N=c.N, N_target=self.cfg.model.nonzero,
+            dense_block=c.dense_block, sparsity_measured=c.sparsity, total_params=c.total,
+            nonzero_params=c.nonzero, width=p.width, D=trained["steps_done"] * p.units_per_step,
+            unit=src.unit, steps=trained["steps_done"], failed_step=trained["failed_step"],
+            batch=p.batch, peak_lr=self.cfg.optim.peak_lr(p.width), flops_dense=flops_dense,
+            flops_sparse=flops_sparse, avg_density=density, curve=trained["curve"],
+            val_curve=trained["val_curve"], wall_time_s=wall, data=src.describe(),
             **provenance.record(),
-        }
+        )
+        if ok:
+            return RunResult.ok(self.cfg, **measured)
+        return RunResult.failed(self.cfg, trained["error"], **measured)
 
 
 def run(cfg: RunConfig, *, chunk: int = 25, save_to: str | None = None,
-        on_chunk=None, store: str | None = None) -> dict[str, Any]:
-    """Train one config and return its result row (see `Trainer.result`); `save_to`: save the
+        on_chunk=None, store: str | None = None) -> RunResult:
+    """Train one config and return its result (see `Trainer.result`); `save_to`: save the
     final params there with orbax; `store`: resolves an init_from naming a stored run."""
     start = time.perf_counter()
     trainer = Trainer(cfg, store)

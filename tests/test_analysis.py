@@ -18,6 +18,7 @@ import pytest
 from sparsekit import analysis, plotting
 from sparsekit.laws import SparseLaw
 from sparsekit.provenance import Lock
+from sparsekit.result import DERIVED, RunResult
 from sparsekit.store import Store as _Store
 from sparsekit.sweep import load_grid
 
@@ -74,11 +75,22 @@ def nested(row: dict) -> dict:
     return result
 
 
+def as_result(row: dict) -> RunResult:
+    """A flat row as a RunResult: nested (see `nested`), its family, sparsity and pattern
+    (default unstructured) in the config, where a result keeps them."""
+    result = nested(row)
+    config = result["config"]
+    for column, (group, name) in DERIVED.items():
+        value = result.get(column, "unstructured" if column == "pattern" else None)
+        config.setdefault(group, {}).setdefault(name, value)
+    return RunResult.from_row(result)
+
+
 class Store(_Store):
-    """A results store that takes the flat rows of these tests (see `nested`)."""
+    """A results store that takes the flat rows of these tests (see `as_result`)."""
 
     def put(self, result: dict) -> None:
-        super().put(nested(result))
+        super().put(as_result(result))
 
 
 def make_table(
@@ -619,7 +631,7 @@ def test_dense_equivalent_table_and_figure(full_fits) -> None:
 def test_smoke_sized_store_fits_only_what_it_supports() -> None:
     r = runs(make_table(**SMOKE_LIKE))
     assert "needs 3 distinct S values, has 2" in analysis.unsupported(r, "sparse")
-    assert "4 runs for 5 parameters" in analysis.unsupported(r, "chinchilla")
+    assert "4 points for 5 parameters" in analysis.unsupported(r, "chinchilla")
     assert analysis.unsupported(r, "multiplier") is None
     fits = analysis.fit_laws(r, ["sparse", "multiplier", "chinchilla"])
     assert list(fits.fits) == ["multiplier"]

@@ -1,11 +1,13 @@
 """Fitting: the paper's T5 data, synthetic recovery, bootstrap, diagnostics, bad inputs."""
 
+import re
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from sparsekit.fitting import (
@@ -20,6 +22,7 @@ from sparsekit.fitting import (
     size_factor,
 )
 from sparsekit.laws import (
+    LAWS,
     PAPER_T5,
     PAPER_VIT,
     AverageParamLaw,
@@ -128,12 +131,13 @@ def test_leave_largest_size_out(t5):
 
 @dataclass(frozen=True)
 class PruneAtHalf:
-    """Any object with `sparsity(fraction)` is a schedule: here one-shot pruning halfway."""
+    """Any object with `average_density()` is a schedule to the law: here one-shot pruning
+    halfway, dense for half the run."""
 
     target: float
 
-    def sparsity(self, fraction):
-        return np.where(np.asarray(fraction) >= 0.5, self.target, 0.0)
+    def average_density(self) -> float:
+        return 1.0 - 0.5 * self.target
 
 
 CHINCHILLA = dict(A=406.4, alpha=0.34, B=410.7, beta=0.28, E=1.69)
@@ -220,16 +224,16 @@ def replaced(index, value):
 @pytest.mark.parametrize(
     ("data", "kwargs", "match"),
     [
-        ([x[[0, 8, 50, 100, 150]] for x in GOOD], {}, "5 points are fewer than the 7 param"),
+        ([x[[0, 8, 50, 100, 150]] for x in GOOD], {}, "5 points for 7 parameters"),
         (replaced(3, 0.0), {}, "loss must be positive"),
         (replaced(3, np.nan), {}, "loss must be finite"),
         (replaced(0, 1.0), {}, r"S must lie in \[0, 1\)"),
         (replaced(0, -0.1), {}, r"S must lie in \[0, 1\)"),
         (replaced(1, -1.0), {}, "N must be positive"),
         (replaced(2, 0.0), {}, "D must be positive"),
-        (replaced(1, 1e6), {}, "N needs at least 2 distinct values"),
+        (replaced(1, 1e6), {}, "needs 2 distinct N values, has 1"),
         ([*GOOD[:3], GOOD[3][:-1]], {}, "same length"),
-        (replaced(0, 0.5), {}, "at least 2 distinct sparsities"),
+        (replaced(0, 0.5), {}, "needs 2 distinct S values, has 1"),
         (GOOD, {"law": "chinchilla"}, "dense models only"),
         (replaced(0, np.where(GOOD[0] == 0, 0.25, GOOD[0])), {"law": "multiplier"}, "S = 0"),
         (GOOD, {"law": "kaplan"}, "law must be one of"),
@@ -246,7 +250,30 @@ def test_two_sparsities_warn_about_identifiability():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fit(S, N, D, loss)
-    assert any("not all identified" in str(w.message) for w in caught)
+    assert any("needs 3 distinct S values, has 2: not every parameter is identified"
+               in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("law", sorted(LAWS))
+def test_fit_and_the_books_check_apply_one_rule(law):
+    """`Law.problems` is the one home of what a fit needs: `fit` refuses what makes a fit
+    impossible, `analysis.unsupported` also what leaves a parameter unidentified."""
+    from sparsekit.analysis import Runs, unsupported
+
+    S, N, D, loss = GOOD
+    if law == "chinchilla":
+        S, N, D, loss = (x[S == 0] for x in GOOD)
+    for keep in (S <= 0.5, S <= 0.0, np.unique(N)[0] >= N, np.arange(S.size) < 4):
+        s, n, d, y = (x[keep] for x in (S, N, D, loss))
+        runs = Runs("t5", "tokens", "test", pd.DataFrame({"sparsity": s, "N": n, "D": d,
+                                                          "loss": y}))
+        impossible = LAWS[law].problems(s, n, d, identified=False)
+        book = unsupported(runs, law) if s.size else "no runs"
+        assert (book is None) == (not LAWS[law].problems(s, n, d))
+        assert book is not None or not impossible  # what fit refuses, the book skips
+        if impossible:
+            with pytest.raises(ValueError, match=re.escape(impossible[0])):
+                fit(s, n, d, y, law=law)
 
 
 

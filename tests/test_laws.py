@@ -7,7 +7,7 @@ import pytest
 
 from sparsekit.costs import (
     COST_MODELS,
-    CUBIC_25_75_MEAN_SPARSITY,
+    cubic_mean_sparsity,
     dense_cost,
     gradual_cost,
     pretrained_cost,
@@ -20,17 +20,14 @@ from sparsekit.laws import (
     ChinchillaLaw,
     EffectiveMultiplierLaw,
     SparseLaw,
-    average_density,
 )
+from sparsekit.schedules import Cubic
 
 
 @dataclass(frozen=True)
-class StandInCubic:
-    """Zhu-Gupta cubic schedule in numpy: a stand-in for sparsekit.schedules.Cubic."""
-
-    target: float
-    start: float = 0.25
-    end: float = 0.75
+class StandInCubic(Cubic):
+    """sparsekit.schedules.Cubic with its sparsity in float64 numpy (the schedule's own is
+    float32), so that `average_density` can be checked to 1e-12."""
 
     def sparsity(self, fraction):
         t = np.asarray(fraction, dtype=np.float64)
@@ -76,15 +73,17 @@ def test_paper_dense_equivalents():
 def test_average_density_of_cubic_is_analytic(target):
     # 0 for the first quarter, 3/4 of the target on average over the ramp, then the target.
     expected = 1.0 - 0.625 * target
-    assert average_density(StandInCubic(target)) == pytest.approx(expected, abs=1e-12)
-    assert 1.0 - CUBIC_25_75_MEAN_SPARSITY * target == pytest.approx(expected, abs=1e-15)
+    assert StandInCubic(target).average_density() == pytest.approx(expected, abs=1e-12)
+    # the gradual cost's mean sparsity, from the float32 schedule
+    assert 1.0 - cubic_mean_sparsity() * target == pytest.approx(expected, abs=1e-8)
 
 
 def test_average_density_other_window_and_bad_num():
     # Ramp over [0, 1]: mean sparsity 3/4 of the target.
-    assert average_density(StandInCubic(0.8, start=0.0, end=1.0)) == pytest.approx(0.4, abs=1e-12)
+    assert StandInCubic(0.8, start=0.0, end=1.0).average_density() == pytest.approx(0.4,
+                                                                                    abs=1e-12)
     with pytest.raises(ValueError, match="num must be an odd integer"):
-        average_density(StandInCubic(0.5), num=100)
+        StandInCubic(0.5).average_density(num=100)
 
 
 def test_average_law_matches_brief_with_project_schedule():
@@ -95,9 +94,12 @@ def test_average_law_matches_brief_with_project_schedule():
 
 
 def test_gradual_cost_is_the_schedule_average():
-    S = np.array([0.0, 0.5, 0.75, 0.875])
-    from_schedule = np.array([average_density(StandInCubic(s)) for s in S]) / (1.0 - S)
-    np.testing.assert_allclose(COST_MODELS["gradual"](S), from_schedule, rtol=1e-12)
+    S = np.array([0.0, 0.5, 0.75, 0.875, 0.95])
+    from_schedule = np.array([Cubic(s).average_density() for s in S]) / (1.0 - S)
+    np.testing.assert_allclose(COST_MODELS["gradual"](S), from_schedule, rtol=1e-7)
+    # The hard-coded 1 - 0.625 S it replaced: the same up to the schedule's float32 rounding.
+    np.testing.assert_allclose(gradual_cost(S), (1.0 - 0.625 * S) / (1.0 - S), rtol=1e-7)
+    assert gradual_cost(0.0) == 1.0  # nothing pruned: nothing changes
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLES))

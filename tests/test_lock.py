@@ -32,7 +32,7 @@ def test_the_locked_versions_are_those_of_the_committed_runs() -> None:
     lock = Lock.read()
     results = [r for store in sorted(REPO.glob("results/*/runs"))
                for r in Store(store.parent).results()]
-    recorded = {json.dumps(r["versions"], sort_keys=True) for r in results if "versions" in r}
+    recorded = {json.dumps(r.versions, sort_keys=True) for r in results if r.versions}
     assert len(results) > 100 and recorded  # the committed stores (failed runs: no versions)
     for text in recorded:
         versions = json.loads(text)

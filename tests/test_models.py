@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from sparsekit.config import RECIPES
 from sparsekit.models import (
-    FAMILIES,
+    REGISTRY,
     BlockParam,
     census,
     get_family,
@@ -32,7 +33,7 @@ from sparsekit.models.t5 import (
     toeplitz,
 )
 
-VIT, T5 = FAMILIES["vit"], FAMILIES["t5"]
+VIT, T5 = REGISTRY["vit"], REGISTRY["t5"]
 REGEN = "if you changed the model on purpose, update the golden values"
 WIDTH = 16  # one tiny width for every test that runs a model: each new shape costs compiles
 
@@ -50,7 +51,12 @@ def _apply(model: nnx.Module, *args: jax.Array) -> jax.Array:
 
 @nnx.jit(static_argnums=0)
 def _loss(family, model: nnx.Module, batch: dict) -> tuple[jax.Array, dict]:
-    return family.loss_fn(model, batch)
+    return _loss_fn(family)(model, batch)
+
+
+def _loss_fn(family):
+    """The family's training loss at its recipe's z-loss (T5: 1e-4; ViT: none)."""
+    return family.loss(RECIPES[family.name]["z_loss"])
 
 
 def _abstract(family, width: int) -> nnx.Module:
@@ -204,7 +210,7 @@ def _sgd_losses(family, batch: dict, lr: float, steps: int) -> list[float]:
     @jax.jit
     def step(params):
         def loss(p):
-            return family.loss_fn(nnx.merge(graphdef, p, rest), batch)[0]
+            return _loss_fn(family)(nnx.merge(graphdef, p, rest), batch)[0]
 
         value, grads = jax.value_and_grad(loss)(params)
         return value, jax.tree.map(lambda p, g: p - lr * g, params, grads)
@@ -253,7 +259,8 @@ def test_flops_per_example_counts_every_matmul():
     assert _dot_flops(jaxpr) == VIT.flops_per_example(WIDTH)
     ids = jnp.ones((1, 20), jnp.int32), jnp.ones((1, 12), jnp.int32)
     jaxpr = jax.make_jaxpr(_model(T5))(*ids).jaxpr
-    assert _dot_flops(jaxpr) == T5.flops_per_example(WIDTH, 20, 12)
+    lengths = dataclasses.replace(T5, input_length=20, target_length=12)
+    assert _dot_flops(jaxpr) == lengths.flops_per_example(WIDTH)
 
 
 # --- structural invariants -------------------------------------------------------------

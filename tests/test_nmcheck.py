@@ -97,7 +97,7 @@ NM_RUN = RunConfig(model=Model("t5", nonzero=4000), data=Data(amount=4096, batch
 
 def test_a_trained_nm_checkpoint_passes_and_a_tampered_one_fails(tmp_path):
     result = run(NM_RUN, chunk=4, save_to=str(tmp_path / "nm"))
-    assert result["status"] == "ok"
+    assert result.status == "ok"
     report = check_checkpoint(str(tmp_path / "nm"), NM_RUN)
     assert report.ok and (report.n, report.m) == (2, 4)
     template = Trainer(NM_RUN)

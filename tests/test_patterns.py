@@ -11,6 +11,7 @@ from sparsekit import fitting
 from sparsekit.analysis import patterns
 from sparsekit.analysis.runs import load_runs, runs_from_table
 from sparsekit.laws import SparseLaw
+from sparsekit.result import RunResult
 from sparsekit.store import Store
 
 LAW = SparseLaw(a_S=3.0, b_S=0.8, c_S=5.0, b_N=0.3, a_D=1e4, b_D=0.4, c=1.0)  # nats, tokens
@@ -19,14 +20,14 @@ F50 = float(fitting.size_factor(LAW, 0.5))
 
 def result(S, N, D, loss, *, pattern="unstructured", seed=0, lr=3e-3, key=None):
     """A stored result of a finished T5 run (nested config, as train.run writes it)."""
-    return {
+    return RunResult.from_row({
         "key": key or f"{pattern}-{S}-{N}-{D}-{seed}-{lr}", "status": "ok", "family": "t5",
         "unit": "tokens", "sparsity": S, "pattern": pattern, "N": N, "N_target": N,
         "width": 16, "D": D, "loss": loss, "loss_se": 1e-3, "flops_dense": 6.0 * N * D,
         "config": {"model": {"family": "t5", "nonzero": N}, "seed": seed,
                    "data": {"amount": D, "seed": seed},
                    "sparsity": {"target": S, "pattern": pattern}, "optim": {"lr": lr}},
-    }
+    })
 
 
 @pytest.fixture

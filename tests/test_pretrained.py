@@ -13,9 +13,10 @@ from sparsekit.analysis import pretrained as analysis
 from sparsekit.analysis.runs import runs_from_table
 from sparsekit.config import RunConfig
 from sparsekit.models import width_for
+from sparsekit.result import RunResult
 from sparsekit.store import Store
 from sparsekit.sweep import Grid, GridError, sweep
-from sparsekit.train import Trainer, _stack, load_params
+from sparsekit.train import Trainer, load_params, stack
 
 # T5 at N 4000: 8 steps of 4 examples x 128 tokens (4096 tokens); masks every 2 steps
 BASE = {"model": {"family": "t5", "nonzero": 4000},
@@ -70,8 +71,8 @@ def test_resolve_names_what_is_missing(tmp_path):
     store = tmp_path / "store"
     with pytest.raises(ValueError, match=f"holds no finished run {dense.key()}"):
         pretrained.resolve(pruned, store)
-    Store(store).put({"key": dense.key(), "config": dense.to_dict(), "status": "ok",
-                      "loss": 3.0, "steps": 16})
+    Store(store).put(RunResult.from_row({"key": dense.key(), "config": dense.to_dict(),
+                                         "status": "ok", "loss": 3.0, "steps": 16}))
     with pytest.raises(ValueError, match="no checkpoint at"):
         pretrained.resolve(pruned, store)
     pretrained.checkpoint_path(store, dense.key()).mkdir(parents=True)
@@ -141,7 +142,7 @@ def test_a_missing_checkpoint_is_recreated_and_the_rest_reused(swept):
 
 
 def _batches(trainer, k, first=0):
-    return _stack([trainer.source.train_batch(trainer.first_step + first + i, trainer.plan.batch)
+    return stack([trainer.source.train_batch(trainer.first_step + first + i, trainer.plan.batch)
                    for i in range(k)])
 
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from sparsekit import schedules
-from sparsekit.laws import average_density
-from sparsekit.schedules import Constant, Cubic, OneShot, cubic
+from sparsekit.schedules import Constant, Cubic, OneShot, steps
 
 
 def test_cubic_boundaries_1000_steps():
@@ -25,10 +24,26 @@ def test_cubic_boundaries_1000_steps():
     assert float(s.at(999, 1000)) == np.float32(0.8)
 
 
-def test_cubic_function_matches_class_and_jit():
-    f = jax.jit(lambda t: cubic(t, target=0.5, total_steps=400))
+def test_at_is_jit_safe():
+    f = jax.jit(lambda t: Cubic(0.5).at(t, 400))
     for t in [0, 99, 100, 101, 200, 299, 300, 399]:
         assert float(f(t)) == pytest.approx(float(Cubic(0.5).at(t, 400)), rel=1e-6, abs=0)
+
+
+def test_steps_rounds_up_or_to_nearest():
+    assert steps(0.25, 10) == 3 and steps(0.75, 100) == 75  # 75.00000000000001 is 75
+    assert steps(0.05, 21, "nearest") == 1 and steps(0.05, 21) == 2  # 1.05 steps
+    assert steps(0.05, 10, "nearest") == 0 and steps(0.05, 30, "nearest") == 2  # half to even
+    with pytest.raises(ValueError, match="rounding must be"):
+        steps(0.5, 10, "down")
+
+
+def test_warmup_uses_nearest_steps():
+    # the LR schedule of every stored run: warmup = round(0.05 * 21) = 1 step, peak at step 1
+    from sparsekit.optim import learning_rate
+
+    lr = learning_rate(1.0, 21, warmup=0.05, decay_to=0.0)
+    assert float(lr(0)) == 0.0 and float(lr(1)) == pytest.approx(1.0)
 
 
 def test_window_rounds_up_for_non_integer_boundaries():
@@ -75,8 +90,8 @@ def test_oneshot_and_constant():
 def test_average_density_of_the_paper_schedule():
     # integral of the 25-75% cubic ramp: density 1 - 0.625 S (float32 schedule values)
     for target in [0.5, 0.75, 0.875]:
-        assert average_density(Cubic(target)) == pytest.approx(1 - 0.625 * target, abs=1e-6)
-    assert average_density(Constant(0.5)) == pytest.approx(0.5, abs=1e-3)
+        assert Cubic(target).average_density() == pytest.approx(1 - 0.625 * target, abs=1e-6)
+    assert Constant(0.5).average_density() == pytest.approx(0.5, abs=1e-3)
 
 
 @pytest.mark.parametrize(

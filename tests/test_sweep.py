@@ -8,6 +8,7 @@ with SIGKILL and resumed, and the same grid on a Dask LocalCluster.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import pandas as pd
 import pytest
 
 from sparsekit.config import RunConfig, make_config
+from sparsekit.result import RunResult
 from sparsekit.store import (
     TABLE,
     DamagedResultError,
@@ -42,13 +44,13 @@ BASE = {"model": {"family": "vit"}, "data": {"amount": 256, "batch": 32, "eval_e
 UNLUCKY_SEED = 13  # toy_run raises for this data seed
 
 
-def toy_run(cfg: RunConfig) -> dict:
-    """The ViT law of the paper's Table 1 at (S, N, D), as a result row like train.run's."""
+def toy_run(cfg: RunConfig) -> RunResult:
+    """The ViT law of the paper's Table 1 at (S, N, D), as a result like train.run's."""
     if cfg.data.seed == UNLUCKY_SEED:
         raise ValueError("unlucky data seed")
     s, n, d = cfg.sparsity.target, cfg.model.nonzero, cfg.data.amount
     loss = (2.94e2 * (1 - s) ** 0.821 + 4.68e2) * n**-0.392 + (2.37e8 / d) ** 0.890 + 4.517
-    return {
+    return RunResult.from_row({
         "key": cfg.key(),
         "config": cfg.to_dict(),
         "status": "ok",
@@ -70,10 +72,10 @@ def toy_run(cfg: RunConfig) -> dict:
         "code_version": "toy",
         "versions": {"python": sys.version.split()[0]},
         "machine": {"cpus": os.cpu_count()},
-    }
+    })
 
 
-def crashing_run(cfg: RunConfig) -> dict:
+def crashing_run(cfg: RunConfig) -> RunResult:
     """Kills its own process for sparsity 0.5 (an out-of-memory kill, say)."""
     if cfg.sparsity.target == 0.5:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -86,7 +88,7 @@ def toy_grid(**kw) -> Grid:
 
 
 def counting(calls: list):
-    def runner(cfg: RunConfig) -> dict:
+    def runner(cfg: RunConfig) -> RunResult:
         calls.append(cfg.key())
         return toy_run(cfg)
 
@@ -261,7 +263,7 @@ def test_store_round_trip_table_and_strict_json(tmp_path):
         "data.fingerprint",
     } <= set(table.columns)
     assert "curve" not in table.columns
-    assert Store(tmp_path).get(df["key"][0])["curve"][1][1] == df["loss"][0]  # curves in JSON
+    assert Store(tmp_path).get(df["key"][0]).curve[1][1] == df["loss"][0]  # curves in JSON
     loaded = load(tmp_path)
     assert loaded["loss_se"].isna().all() and loaded["loss"].dtype == float
 
@@ -284,7 +286,7 @@ def test_table_is_in_key_order_and_not_rewritten_when_unchanged(tmp_path):
 def test_table_keeps_a_mixed_type_column_as_text(tmp_path):
     store = Store(tmp_path)
     for cfg, tag in zip(toy_grid().configs()[:2], [1, "one"], strict=True):
-        store.put({**toy_run(cfg), "data": {"tag": tag}})
+        store.put(dataclasses.replace(toy_run(cfg), data={"tag": tag}))
     store.write_table()
     table = pd.read_parquet(tmp_path / TABLE)
     assert sorted(table["data.tag"]) == ["1", "one"]
@@ -405,7 +407,7 @@ def test_failed_runs_are_stored_and_retried_only_when_asked(tmp_path):
     df = sweep(grid, tmp_path, runner=counting(calls), progress=False)
     bad = df[df["status"] == "failed"]
     assert len(bad) == 1 and bad["error"].item() == "ValueError: unlucky data seed"
-    assert "raise ValueError" in Store(tmp_path).get(bad["key"].item())["traceback"]
+    assert "raise ValueError" in Store(tmp_path).get(bad["key"].item()).traceback
     sweep(grid, tmp_path, runner=counting(calls), progress=False)
     assert len(calls) == 2
     sweep(grid, tmp_path, runner=counting(calls), retry_failed=True, progress=False)
@@ -477,7 +479,7 @@ def killed_and_resumed(tmp_path_factory, compile_cache):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = {r["key"]: r for r in Store(store).results()}
+    before = {r.key: r for r in Store(store).results()}
     assert len(before) == 1, "the sweep finished before it could be killed"
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr
@@ -536,6 +538,6 @@ def test_dask_local_cluster_matches_local_bit_for_bit(
     df = sweep(configs, tmp_path, scheduler="local", workers=2, progress=False)
     assert (df["status"] == "ok").all()
     assert df["loss"].tolist() == local["loss"].tolist()
-    assert [r["curve"] for r in map(Store(tmp_path).get, df["key"])] == [
-        Store(store).get(c.key())["curve"] for c in configs
+    assert [r.curve for r in map(Store(tmp_path).get, df["key"])] == [
+        Store(store).get(c.key()).curve for c in configs
     ]

@@ -23,29 +23,29 @@ def tiny_result():
 def test_result_fields_and_census(tiny_result):
     r = tiny_result
     width, n = width_for("t5", 4000, 0.5)
-    assert r["status"] == "ok" and r["error"] is None and r["failed_step"] is None
-    assert (r["width"], r["N"], r["steps"], r["D"]) == (width, n, 8, 4096)
-    assert r["sparsity_measured"] == pytest.approx(0.5, abs=1e-3)
-    assert math.isfinite(r["loss"]) and r["loss_se"] > 0
-    assert len(r["curve"]) == 2 and r["curve"][-1][0] == 8
-    assert r["flops_sparse"] < r["flops_dense"]
-    assert r["key"] == TINY.key() and r["config"] == TINY.to_dict()
-    assert r["peak_lr"] == pytest.approx(1e-2 * 48 / width)  # the T5 recipe, width-scaled
+    assert r.status == "ok" and r.error is None and r.failed_step is None
+    assert (r.width, r.N, r.steps, r.D) == (width, n, 8, 4096)
+    assert r.sparsity_measured == pytest.approx(0.5, abs=1e-3)
+    assert math.isfinite(r.loss) and r.loss_se > 0
+    assert len(r.curve) == 2 and r.curve[-1][0] == 8
+    assert r.flops_sparse < r.flops_dense
+    assert r.key == TINY.key() and r.config == TINY.to_dict()
+    assert r.peak_lr == pytest.approx(1e-2 * 48 / width)  # the T5 recipe, width-scaled
     assert {"code_version", "versions", "machine", "finished_at"} <= set(r)
-    assert r["lock"]["sha256"] == Lock.read().sha256  # the environment it ran in: uv.lock
-    assert isinstance(r["lock"]["matches"], bool)
+    assert r.lock["sha256"] == Lock.read().sha256  # the environment it ran in: uv.lock
+    assert isinstance(r.lock["matches"], bool)
 
 
 def test_repeated_run_is_bit_identical(tiny_result):
     again = run(TINY, chunk=4)
-    assert again["loss"] == tiny_result["loss"]
-    assert again["curve"] == tiny_result["curve"]
+    assert again.loss == tiny_result.loss
+    assert again.curve == tiny_result.curve
 
 
 def test_chunking_does_not_change_the_numbers(tiny_result):
     # the scan length is an implementation detail; per-step arithmetic is the same
     other = run(TINY, chunk=8)
-    np.testing.assert_allclose(other["loss"], tiny_result["loss"], rtol=1e-5)
+    np.testing.assert_allclose(other.loss, tiny_result.loss, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -87,10 +87,10 @@ def test_data_below_one_step_is_refused():
 
 def test_non_finite_loss_is_recorded_not_raised():
     r = run(TINY.replace(**{"optim.lr": 1e30}), chunk=4)
-    assert r["status"] == "failed"
-    assert r["error"] == f"non-finite training loss at step {r['failed_step']} of 8"
-    assert r["steps"] == r["failed_step"] and r["D"] == r["steps"] * 4 * 128
-    assert math.isnan(r["loss"])
+    assert r.status == "failed"
+    assert r.error == f"non-finite training loss at step {r.failed_step} of 8"
+    assert r.steps == r.failed_step and r.steps * 4 * 128 == r.D
+    assert math.isnan(r.loss)
 
 
 def test_a_diverged_run_records_its_step_and_keeps_its_curve_up_to_it():
@@ -103,14 +103,14 @@ def test_a_diverged_run_records_its_step_and_keeps_its_curve_up_to_it():
 
     trainer._chunk = chunk
     r = trainer.result(trainer.train(chunk=4), wall=0.0)
-    assert (r["status"], r["failed_step"], r["steps"]) == ("failed", 6, 6)
-    assert r["error"] == "non-finite training loss at step 6 of 8"
-    assert r["D"] == 6 * 4 * 128 and r["curve"] == [[4, 2.5], [6, 1.5]]
+    assert (r.status, r.failed_step, r.steps) == ("failed", 6, 6)
+    assert r.error == "non-finite training loss at step 6 of 8"
+    assert r.D == 6 * 4 * 128 and r.curve == [[4, 2.5], [6, 1.5]]
 
 
 def test_prune_a_dense_checkpoint(tmp_path, tiny_result):
     dense = TINY.replace(**{"sparsity.target": 0.0, "model.nonzero": None,
-                            "model.width": tiny_result["width"]})
+                            "model.width": tiny_result.width})
     run(dense, chunk=4, save_to=str(tmp_path / "dense"))
     start = Trainer(dense.replace(init_from=str(tmp_path / "dense")))
     fresh = Trainer(dense)
@@ -119,9 +119,9 @@ def test_prune_a_dense_checkpoint(tmp_path, tiny_result):
     pruned = run(dense.replace(init_from=str(tmp_path / "dense"),
                                **{"sparsity.target": 0.5, "sparsity.schedule": "oneshot",
                                   "sparsity.start": 0.0}), chunk=4)
-    assert pruned["status"] == "ok" and pruned["sparsity_measured"] == pytest.approx(0.5, 1e-3)
+    assert pruned.status == "ok" and pruned.sparsity_measured == pytest.approx(0.5, 1e-3)
     wrong = dense.replace(init_from=str(tmp_path / "dense"),
-                          **{"model.width": tiny_result["width"] + 8})
+                          **{"model.width": tiny_result.width + 8})
     with pytest.raises(ValueError, match="does not match this model"):
         Trainer(wrong)
 

@@ -126,7 +126,7 @@ from sparsekit.analysis.regime_fits import (
     longest_slice_noise,
 )
 from sparsekit.analysis.runs import (
-    FAMILIES,
+    FAMILY_LABELS,
     RUN_COLUMNS,
     SMOKE_RESULTS,
     Runs,
@@ -157,7 +157,7 @@ __all__ = [
     "DASHES",
     "DELTA",
     "EXTRAPOLATION",
-    "FAMILIES",
+    "FAMILY_LABELS",
     "GREY",
     "HOLD_OUT_WITHIN",
     "LAW_LABELS",

@@ -13,8 +13,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from sparsekit import fitting, plotting
-from sparsekit.analysis.fits import PAPER, PAPER_LEVELS, _dense_equivalent_interval
-from sparsekit.analysis.runs import FAMILIES, Runs, _is_level
+from sparsekit.analysis.fits import PAPER, PAPER_LEVELS, dense_equivalent_interval
+from sparsekit.analysis.runs import FAMILY_LABELS, Runs, is_level
 from sparsekit.costs import resolve_cost
 from sparsekit.laws import Law
 
@@ -122,7 +122,7 @@ def _loss_lines(
             marker={**marker, "color": GREY},
         )
         for col, s in enumerate(levels, start=1):
-            rows = runs.table[_is_level(runs.S, s) & (group == value)].sort_values(x)
+            rows = runs.table[is_level(runs.S, s) & (group == value)].sort_values(x)
             if rows.empty:
                 continue
             customdata, hovertemplate = _hover(rows)
@@ -198,7 +198,7 @@ def predicted_vs_measured(panels: Mapping[str, tuple[Runs, Law]], title: str) ->
             hoverinfo="skip",
         )
         for s in np.unique(runs.S):
-            at = _is_level(runs.S, s)
+            at = is_level(runs.S, s)
             level = runs.select(at)
             customdata, hovertemplate = _hover(level.table)
             _markers(fig, level.loss, predicted[at], s, col, shown, customdata, hovertemplate)
@@ -290,7 +290,7 @@ def dense_equivalent_figure(fits: Mapping[str, fitting.FitResult]) -> go.Figure:
         "Equivalent dense size: this project vs the paper",
         "S",
         "dense_equivalent",
-        subplot_titles=[FAMILIES[f] for f in fits],
+        subplot_titles=[FAMILY_LABELS[f] for f in fits],
     )
     for col, (family, fit) in enumerate(fits.items(), start=1):
         for name, law, dash in (
@@ -310,7 +310,7 @@ def dense_equivalent_figure(fits: Mapping[str, fitting.FitResult]) -> go.Figure:
                 hovertemplate=f"{name}<br>S = %{{x:.3f}}<br>m(S) = %{{y:.3f}}<extra></extra>",
             )
         for s in PAPER_LEVELS:
-            low, high = _dense_equivalent_interval(fit, s)
+            low, high = dense_equivalent_interval(fit, s)
             if np.isnan(low):
                 continue
             m = float(fit.law.dense_equivalent(s))

@@ -13,7 +13,7 @@ import pandas as pd
 
 from sparsekit import fitting
 from sparsekit.analysis.regime import within
-from sparsekit.analysis.runs import FAMILIES, Runs, _is_level, noise_of
+from sparsekit.analysis.runs import FAMILY_LABELS, Runs, noise_of
 from sparsekit.costs import dense_cost
 from sparsekit.laws import LAWS, PAPER_T5, PAPER_VIT, Law
 
@@ -41,25 +41,13 @@ def law_points(runs: Runs, law: str) -> Runs:
 
 
 def unsupported(runs: Runs, law: str) -> str | None:
-    """Why `runs` cannot support a fit of `law` (None when they can).
-
-    A fit needs 2 distinct N and D (one exponent each), 3 distinct S for the sparse law
-    (a_S, b_S, c_S), dense runs for the multiplier law, and more points than parameters.
-    """
+    """Why `runs` cannot support a fit of `law` (None when they can): the law's own rule
+    (`Law.problems`: 2 distinct N and D, 3 distinct S for the sparse law, dense runs for the
+    multiplier law, more runs than parameters)."""
     points = law_points(runs, law)
     if not len(points):
         return "no dense (S = 0) runs" if law == "chinchilla" else "no runs"
-    problems = []
-    for name, need in {"S": 3 if law == "sparse" else 1, "N": 2, "D": 2}.items():
-        distinct = np.unique(getattr(points, name)).size
-        if distinct < need:
-            problems.append(f"needs {need} distinct {name} values, has {distinct}")
-    if law == "multiplier" and not _is_level(points.S, 0.0).any():
-        problems.append("needs dense (S = 0) runs to anchor eff(0) = 1")
-    n_params = LAWS[law].n_params_for(points.S)
-    if len(points) <= n_params:
-        problems.append(f"{len(points)} runs for {n_params} parameters (needs more runs)")
-    return "; ".join(problems) or None
+    return "; ".join(LAWS[law].problems(points.S, points.N, points.D)) or None
 
 
 def _arrays(runs: Runs) -> tuple[np.ndarray, ...]:
@@ -286,7 +274,7 @@ def project_scale(runs: Runs, margin: float = 4.0) -> tuple[tuple[float, float],
     return ((runs.N.min() / margin, runs.N.max() * margin), (C.min() / margin, C.max() * margin))
 
 
-def _dense_equivalent_interval(fit: fitting.FitResult, S: float) -> tuple[float, float]:
+def dense_equivalent_interval(fit: fitting.FitResult, S: float) -> tuple[float, float]:
     """The bootstrap 95% interval of m(S); NaNs without bootstrap or runs at S."""
     return fit.intervals.get(f"dense_equivalent[S={S:g}]", (np.nan, np.nan))
 
@@ -297,8 +285,8 @@ def dense_equivalent_table(fits: Mapping[str, fitting.FitResult]) -> pd.DataFram
     rows = {}
     for family, fit in fits.items():
         for s in PAPER_LEVELS:
-            low, high = _dense_equivalent_interval(fit, s)
-            rows[FAMILIES[family], s] = {
+            low, high = dense_equivalent_interval(fit, s)
+            rows[FAMILY_LABELS[family], s] = {
                 "this project": float(fit.law.dense_equivalent(s)),
                 "95% low": low,
                 "95% high": high,

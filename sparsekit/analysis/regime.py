@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from sparsekit.analysis.runs import FAMILIES, Runs
+from sparsekit.analysis.runs import FAMILY_LABELS, Runs
 
 # (min, median, max) D/N of the paper's runs, from its released data: T5 `t5-data.csv` with
 # N = 24 * 12 * 768^2 * scale * (1 - S) and D = steps * 65,536 tokens; ViT `vit-data.json` with
@@ -79,7 +79,7 @@ def regime_table(runs: Mapping[str, Runs]) -> pd.DataFrame:
         ratio = tokens_per_param(r)
         low, mid, high = PAPER_REGIME.get(family, (np.nan,) * 3)
         empty = not len(ratio)
-        rows[FAMILIES.get(family, family)] = {
+        rows[FAMILY_LABELS.get(family, family)] = {
             "runs": len(r),
             "D/N min": np.nan if empty else ratio.min(),
             "D/N median": np.nan if empty else np.median(ratio),

@@ -18,11 +18,11 @@ from sparsekit.sweep import load_grid, sweep
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
-FAMILIES = {"vit": "ViT", "t5": "T5"}  # family -> label
+FAMILY_LABELS = {"vit": "ViT", "t5": "T5"}  # family -> label
 SMOKE_RESULTS = "../_build/smoke-results"  # throwaway smoke stores, relative to notebooks/
 
 
-def _is_level(S: np.ndarray, level: float) -> np.ndarray:
+def is_level(S: np.ndarray, level: float) -> np.ndarray:
     """Where the sparsities S equal `level` (up to float noise)."""
     return np.isclose(S, level, rtol=0.0, atol=1e-9)
 
@@ -76,11 +76,11 @@ class Runs:
     @property
     def label(self) -> str:
         """The family's name in the book, e.g. 'ViT'."""
-        return FAMILIES.get(self.family, self.family)
+        return FAMILY_LABELS.get(self.family, self.family)
 
     def at_sparsity(self, S: float) -> Runs:
         """The runs at sparsity S."""
-        return self.select(_is_level(self.S, S))
+        return self.select(is_level(self.S, S))
 
     def select(self, mask: Any) -> Runs:
         """The runs where the boolean `mask` holds."""
@@ -179,7 +179,7 @@ def coverage_table(runs: Mapping[str, Runs], missing: Mapping[str, str]) -> pd.D
             "source": r.source,
         }
     for family, reason in missing.items():
-        rows[FAMILIES.get(family, family)] = {"runs": 0, "source": reason}
+        rows[FAMILY_LABELS.get(family, family)] = {"runs": 0, "source": reason}
     table = pd.DataFrame.from_dict(rows, orient="index")
     if not runs:
         return table

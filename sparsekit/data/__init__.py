@@ -9,7 +9,9 @@
   ViT grid's task); `make_source("vit", dataset=path)` reads a local CIFAR-10 style set in one
   pass. D counts images.
 Every source follows `DataSource`; `max_units` / `check_units` guard the data budget. Vision
-sources also carry `num_classes` (the head size); text ids live below VOCAB_SIZE.
+sources also carry `num_classes` and `image_size` (the head size, pixels per side) and text
+sources `lengths`, which the model family reads (`Family.for_source`); text ids live below
+VOCAB_SIZE.
 `source_config` types and checks the options (a run config checks its `data.options` with it
 before anything runs); `open_source` opens the source they describe.
 """

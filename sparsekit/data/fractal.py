@@ -196,6 +196,7 @@ class FractalSource:
     unit = "images"
     units_per_example = 1
     max_examples = 2**32  # fold_in takes 32-bit indices
+    image_size = IMAGE_SIZE  # pixels per side
 
     def __init__(self, config: FractalConfig | None = None) -> None:
         self.config = config or FractalConfig()

@@ -75,6 +75,7 @@ class ImageArraySource:
 
     unit = "images"
     units_per_example = 1
+    image_size = _SHAPE[0]  # pixels per side
 
     def __init__(self, config: ImageArrayConfig) -> None:
         self.config = config

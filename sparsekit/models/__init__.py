@@ -4,7 +4,7 @@ N always means non-zero non-embedding parameters: the BlockParam census.
 """
 
 from sparsekit.models.families import (
-    FAMILIES,
+    REGISTRY,
     Family,
     T5Family,
     ViTFamily,
@@ -19,7 +19,7 @@ from sparsekit.models.t5 import T5, shift_right
 from sparsekit.models.vit import ViT
 
 __all__ = [
-    "FAMILIES",
+    "REGISTRY",
     "T5",
     "BlockParam",
     "EmbedParam",

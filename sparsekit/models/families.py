@@ -14,9 +14,10 @@ to 8 fit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import jax
 from flax import nnx
@@ -39,7 +40,6 @@ class Family:
     mlp_ratio: float = 4.0  # MLP hidden width / model width, rounded to a multiple of 8
 
     name: ClassVar[str]
-    loss_fn: ClassVar[Callable]
     depth_fields: ClassVar[tuple[str, ...]]  # the layer counts a config's `depth` sets
 
     def __post_init__(self):
@@ -97,6 +97,26 @@ class Family:
         """Dense non-embedding parameter count (closed form)."""
         raise NotImplementedError
 
+    def for_source(self, source: Any) -> Family:
+        """This family shaped by its data source (`sparsekit.data`): the sizes it reads
+        from the data (classes and image size, or input and target lengths)."""
+        raise NotImplementedError
+
+    def loss(self, z_loss: float) -> Callable:
+        """The training loss `loss_fn(model, batch) -> (loss, metrics)` (`models.losses`)
+        with logit z-loss coefficient `z_loss` (ValueError if the family has none)."""
+        raise NotImplementedError
+
+    @property
+    def block_tokens(self) -> float:
+        """Tokens per example through each block matrix (mean over the matrices)."""
+        raise NotImplementedError
+
+    def flops_per_example(self, width: int) -> int:
+        """Forward matmul FLOPs (2 per multiply-add) per example of the model at this width;
+        training is about 3x this."""
+        raise NotImplementedError
+
 
 def _attention_shapes(width: int) -> list[Shape]:
     return [(width, width)] * 4  # q, k, v, o
@@ -118,7 +138,6 @@ class ViTFamily(Family):
     # kernel std in units of 1/sqrt(width); 0: zero head (initial loss ln num_classes)
 
     name: ClassVar[str] = "vit"
-    loss_fn: ClassVar[Callable] = staticmethod(vit_loss)
     depth_fields: ClassVar[tuple[str, ...]] = ("depth",)
 
     def __post_init__(self):
@@ -131,6 +150,22 @@ class ViTFamily(Family):
     def tokens(self) -> int:
         """Patch tokens per image: (image_size / patch)^2."""
         return (self.image_size // self.patch) ** 2
+
+    @property
+    def block_tokens(self) -> int:
+        """Every block matrix sees every patch token: `tokens`."""
+        return self.tokens
+
+    def for_source(self, source: Any) -> ViTFamily:
+        """With the source's class count and image size."""
+        return dataclasses.replace(self, num_classes=source.num_classes,
+                                   image_size=source.image_size)
+
+    def loss(self, z_loss: float) -> Callable:
+        """`vit_loss`; the ViT has no z-loss (ValueError unless `z_loss` is 0)."""
+        if z_loss:
+            raise ValueError(f"optim.z_loss is a T5 setting; vit takes 0, got {z_loss!r}")
+        return vit_loss
 
     def make(self, width: int, rngs: nnx.Rngs, **kw) -> ViT:
         """Build the model; kw go to `ViT` (e.g. use_pos_emb=False)."""
@@ -173,10 +208,27 @@ class T5Family(Family):
     encoder_depth: int = 2  # encoder layers
     decoder_depth: int = 2  # decoder layers
     vocab_size: int = 384  # 0 pad, 1 eos, 256 bytes, sentinels
+    input_length: int = 128  # encoder tokens per example (the data's; default TextConfig's)
+    target_length: int = 24  # decoder tokens per example (the data's; default TextConfig's)
 
     name: ClassVar[str] = "t5"
-    loss_fn: ClassVar[Callable] = staticmethod(t5_loss)
     depth_fields: ClassVar[tuple[str, ...]] = ("encoder_depth", "decoder_depth")
+
+    def for_source(self, source: Any) -> T5Family:
+        """With the source's input and target lengths."""
+        return dataclasses.replace(self, input_length=source.lengths.input_length,
+                                   target_length=source.lengths.target_length)
+
+    def loss(self, z_loss: float) -> Callable:
+        """`t5_loss` with this z-loss coefficient."""
+        return functools.partial(t5_loss, z_loss=z_loss)
+
+    @property
+    def block_tokens(self) -> float:
+        """The mean over layers: (encoder_depth * input_length + decoder_depth *
+        target_length) / (encoder_depth + decoder_depth)."""
+        enc, dec = self.encoder_depth, self.decoder_depth
+        return (enc * self.input_length + dec * self.target_length) / (enc + dec)
 
     def make(self, width: int, rngs: nnx.Rngs, **kw) -> T5:
         """Build the model; kw go to `T5`."""
@@ -205,12 +257,12 @@ class T5Family(Family):
             8 * w * w + 3 * w * f
         )
 
-    def flops_per_example(self, width: int, inputs_len: int, targets_len: int) -> int:
-        """Forward matmul FLOPs (2 per multiply-add) per example of inputs_len encoder and
-        targets_len decoder tokens: projections, attention scores and values (full square,
+    def flops_per_example(self, width: int) -> int:
+        """Forward matmul FLOPs (2 per multiply-add) per example of input_length encoder and
+        target_length decoder tokens: projections, attention scores and values (full square,
         causal masking saves nothing), MLP, output head; the embedding gather is free.
         Training is about 3x this."""
-        w, f, li, lt = width, self.mlp_width(width), inputs_len, targets_len
+        w, f, li, lt = width, self.mlp_width(width), self.input_length, self.target_length
         mlp = 2 * 3 * w * f
         encoder = li * (2 * 4 * w * w + mlp) + 4 * li * li * w
         decoder = (
@@ -223,16 +275,16 @@ class T5Family(Family):
         return self.encoder_depth * encoder + self.decoder_depth * decoder + head
 
 
-FAMILIES: dict[str, Family] = {"vit": ViTFamily(), "t5": T5Family()}
+REGISTRY: dict[str, Family] = {"vit": ViTFamily(), "t5": T5Family()}  # name -> family
 
 
 def get_family(family: str | Family) -> Family:
     """A Family, given itself or its registry name."""
     if isinstance(family, Family):
         return family
-    if family not in FAMILIES:
-        raise ValueError(f"unknown model family {family!r}; allowed: {sorted(FAMILIES)}")
-    return FAMILIES[family]
+    if family not in REGISTRY:
+        raise ValueError(f"unknown model family {family!r}; allowed: {sorted(REGISTRY)}")
+    return REGISTRY[family]
 
 
 def census(shapes: list[Shape], sparsity: float) -> int:

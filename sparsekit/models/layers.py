@@ -8,6 +8,8 @@ are plain `nnx.Param` (never pruned).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -153,12 +155,19 @@ class MLP(nnx.Module):
         return self.wo(h)
 
 
-class Block(nnx.Module):
-    """Pre-norm Transformer layer: self-attention, optional cross-attention, then MLP.
+@dataclass(frozen=True)
+class LayerStyle:
+    """How a family builds its Transformer layers (e.g. `vit.LAYER`, `t5.LAYER`)."""
 
-    ViT style: LayerNorm, biases, GeLU MLP. T5 style (`t5=True`): RMSNorm, no biases,
-    gated-GeLU MLP.
-    """
+    norm: Callable[..., nnx.Module]  # norm(width, rngs=...): nnx.LayerNorm or nnx.RMSNorm
+    use_bias: bool  # biases in every Linear of the layer
+    gated: bool  # gated-GeLU MLP (two input matrices) instead of GeLU
+    flatten: bool  # 2-D matmuls over all positions (see Linear)
+
+
+class Block(nnx.Module):
+    """Pre-norm Transformer layer: self-attention, optional cross-attention, then MLP, built
+    in the family's `style`."""
 
     def __init__(
         self,
@@ -166,22 +175,22 @@ class Block(nnx.Module):
         num_heads: int,
         mlp_width: int,
         *,
-        t5: bool,
+        style: LayerStyle,
         cross: bool,
         rngs: nnx.Rngs,
     ):
         def norm() -> nnx.Module:
-            return nnx.RMSNorm(width, rngs=rngs) if t5 else nnx.LayerNorm(width, rngs=rngs)
+            return style.norm(width, rngs=rngs)
 
-        # T5 style: no biases, 2-D matmuls (see Linear).
-        attention = functools.partial(Attention, width, num_heads, use_bias=not t5, rngs=rngs,
-                                      flatten=t5)
+        attention = functools.partial(Attention, width, num_heads, use_bias=style.use_bias,
+                                      rngs=rngs, flatten=style.flatten)
         self.self_norm = norm()
         self.self_attn = attention()
         self.cross_norm = norm() if cross else None
         self.cross_attn = attention() if cross else None
         self.mlp_norm = norm()
-        self.mlp = MLP(width, mlp_width, gated=t5, use_bias=not t5, rngs=rngs, flatten=t5)
+        self.mlp = MLP(width, mlp_width, gated=style.gated, use_bias=style.use_bias, rngs=rngs,
+                       flatten=style.flatten)
 
     def __call__(
         self,

@@ -15,12 +15,15 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from sparsekit.models.layers import Block, Linear
+from sparsekit.models.layers import Block, LayerStyle, Linear
 from sparsekit.models.params import EmbedParam
 
 IMAGE_SIZE = 32  # default pixels per side
 CHANNELS = 3
 PATCH = 4  # default pixels per patch side -> 64 tokens on 32x32 images
+# ViT layers: LayerNorm, biases, GeLU MLP, [B, L, in] matmuls (see Linear: unflattened keeps
+# the archived ViT runs bit-reproducible).
+LAYER = LayerStyle(nnx.LayerNorm, use_bias=True, gated=False, flatten=False)
 
 
 def patchify(images: jax.Array, patch: int = PATCH) -> jax.Array:
@@ -84,7 +87,7 @@ class ViT(nnx.Module):
         )
         self.blocks = nnx.List(
             [
-                Block(width, num_heads, mlp_width, t5=False, cross=False, rngs=rngs)
+                Block(width, num_heads, mlp_width, style=LAYER, cross=False, rngs=rngs)
                 for _ in range(depth)
             ]
         )
