@@ -120,13 +120,33 @@ def environment() -> dict[str, str | bool | list[str] | None]:
     return {"sha256": sha256, "matches": not drift, "drift": list(drift)}
 
 
+CPUINFO = Path("/proc/cpuinfo")  # Linux: the CPU model's "model name" line
+
+
+def cpu_model(cpuinfo: str | os.PathLike = CPUINFO) -> str:
+    """The CPU model, e.g. "AMD EPYC 7B13": the first "model name" of /proc/cpuinfo on Linux,
+    else `platform.processor()` (often only the architecture); "" when neither says."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            name, sep, value = line.partition(":")
+            if sep and name.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def machine() -> dict[str, str | int]:
-    """Where the computation ran: host, CPU count, accelerator kind."""
+    """Where the computation ran: host, CPU model and count, accelerator kind, and the
+    XLA_FLAGS environment variable when it is set (it can change the numbers)."""
     device = jax.devices()[0]
-    return {"host": platform.node(), "platform": sys.platform, "machine": platform.machine(),
-            "cpus": os.cpu_count() or 0, "backend": jax.default_backend(),
-            "device": getattr(device, "device_kind", str(device)),
-            "devices": jax.device_count()}
+    found = {"host": platform.node(), "platform": sys.platform, "machine": platform.machine(),
+             "cpu": cpu_model(), "cpus": os.cpu_count() or 0, "backend": jax.default_backend(),
+             "device": getattr(device, "device_kind", str(device)),
+             "devices": jax.device_count()}
+    if os.environ.get("XLA_FLAGS"):
+        found["xla_flags"] = os.environ["XLA_FLAGS"]
+    return found
 
 
 def record() -> dict:

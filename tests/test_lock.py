@@ -98,3 +98,30 @@ def test_lock_check_fails_naming_the_fix_when_pyproject_and_lock_disagree(tmp_pa
     export.write_text(export.read_text().replace("\njax==0.10.2 ;", "\njax==0.10.1 ;"))
     edited = make(tmp_path, "lock-check", f"UV={uv}", **offline)
     assert edited.returncode != 0 and "run 'make lock'" in edited.stderr, edited
+
+
+# --- the machine a result names ---------------------------------------------------------------
+
+
+def test_cpu_model_from_cpuinfo(tmp_path, monkeypatch):
+    from sparsekit import provenance
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) "
+                    "Platinum 8488C\nprocessor\t: 1\nmodel name\t: Intel(R) Xeon(R) Platinum "
+                    "8488C\n")
+    assert provenance.cpu_model(info) == "Intel(R) Xeon(R) Platinum 8488C"
+    monkeypatch.setattr(provenance.platform, "processor", lambda: "arm")
+    assert provenance.cpu_model(tmp_path / "missing") == "arm"  # not Linux: platform's word
+    info.write_text("processor\t: 0\nmodel name\t: \n")
+    assert provenance.cpu_model(info) == "arm"
+
+
+def test_machine_names_the_cpu_and_xla_flags(monkeypatch):
+    from sparsekit import provenance
+
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    found = provenance.machine()
+    assert found["cpu"] == provenance.cpu_model() and "xla_flags" not in found
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+    assert provenance.machine()["xla_flags"] == "--xla_cpu_multi_thread_eigen=false"
