@@ -121,3 +121,11 @@ def test_coefficients_side_by_side_says_which_fit_lacks_the_sparse_law() -> None
     fits = {"all runs": analysis.LawFits(runs, {}, {}, {"sparse": "needs 3 distinct S"})}
     table, notes = analysis.coefficients_side_by_side(fits, PAPER_T5)
     assert table is None and notes == ["[all runs] sparse law needs 3 distinct S"]
+
+
+def test_noise_of_runs_without_rerun_points_is_nan() -> None:
+    # Chapter 4 in smoke mode: the seed store's recipe is not the smoke grid's.
+    spread = pd.DataFrame({"recipe": ["r"], "S": [0.0], "N target": [16], "width": [8],
+                           "D": [100], "runs": [3], "mean": [2.0], "SD": [0.04],
+                           "range": [0.1], "grid recipe": [False]})
+    assert np.isnan(analysis.noise_of(spread, _grid({(0.0, 16): 2.0})))

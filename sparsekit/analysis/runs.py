@@ -424,7 +424,7 @@ def noise_of(spread: pd.DataFrame, runs: Runs) -> float:
     fitted = set(zip(runs.S, runs.size, runs.D, strict=True))
     at = [(s, n, d) in fitted for s, n, d in zip(ours["S"], ours["N target"], ours["D"],
                                                   strict=True)]
-    return pooled_sd(ours[at])
+    return pooled_sd(ours[np.asarray(at, dtype=bool)])  # a bare [] would select columns
 
 
 def styled(table: pd.DataFrame, digits: int = 4) -> Styler:
