@@ -99,6 +99,55 @@ def test_notebook_is_stored_clean_with_documented_parameters(path: Path) -> None
     assert not undocumented, f"{path.name}: add a comment (meaning, unit, range) to {undocumented}"
 
 
+MAX_CODE_LINES = 60  # per notebook, outside its parameters cell: sparsekit holds the logic
+
+
+def _code_cells(path: Path) -> list:
+    """The code cells of a notebook other than its `parameters` cell."""
+    cells = nbformat.read(path, as_version=4).cells
+    return [c for c in cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_code_is_folded(path: Path) -> None:
+    # The book shows prose and results; a reader opens a cell's code with one click.
+    unfolded = [c.id for c in _code_cells(path) if "hide-input" not in c.metadata.get("tags", [])]
+    assert not unfolded, f"{path.name}: tag code cells {unfolded} 'hide-input' (all but parameters)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_code_is_short(path: Path) -> None:
+    # A chapter calls sparsekit: counted are the lines outside the parameters cell that are
+    # neither blank nor comments.
+    lines = [line.strip() for c in _code_cells(path) for line in c.source.splitlines()]
+    count = sum(1 for line in lines if line and not line.startswith("#"))
+    assert count <= MAX_CODE_LINES, (
+        f"{path.name}: {count} code lines outside the parameters cell, at most {MAX_CODE_LINES}: "
+        "move the logic into sparsekit (analysis/, plotting.py)"
+    )
+
+
+def test_panel_titles_fit_their_panels_at_the_page_width() -> None:
+    # Chapter 4's law panels ran into each other at the book's page width.
+    from sparsekit import plotting
+
+    laws = ["sparse law", "average-parameter law", "effective-multiplier law",
+            "Chinchilla (dense runs)"]
+    for cols in (2, 3, 4):
+        titles = laws[:cols]
+        fig = plotting.figure("A figure title long enough to need a second line at the book's "
+                              "page width", "S", "loss", subplot_titles=titles)
+        texts = [a.text for a in fig.layout.annotations]
+        assert [t.replace("-<br>", "-").replace("<br>", " ") for t in texts] == titles
+        pitch = (plotting.PAGE_WIDTH - plotting.PLOT_INSET) / cols  # px per panel and gap
+        widest = max(len(line) for t in texts for line in t.split("<br>"))
+        assert widest * plotting.CHAR_WIDTH * fig.layout.annotations[0].font.size <= pitch
+        # the top margin makes room for the lines that wrapping added to both titles
+        assert fig.layout.title.text.count("<br>") == 1
+        lines = max(t.count("<br>") for t in texts) + 1
+        assert fig.layout.margin.t >= 80 + 13 * lines
+
+
 def _notebook_with(tmp_path: Path, *sources: str, tags: tuple[str, ...] = ("parameters",)) -> Path:
     cells = [nbformat.v4.new_code_cell(src) for src in sources]
     for cell, tag in zip(cells, tags, strict=False):
@@ -137,6 +186,16 @@ def test_build_names_the_failing_notebook_and_cell(tmp_path, monkeypatch) -> Non
     message = str(err.value)
     assert "probe.ipynb" in message and "'import math'" in message
     assert "ValueError: math domain error" in message
+
+
+@pytest.mark.book
+def test_build_runs_kernels_without_the_tcp_warning(tmp_path, monkeypatch, capfd) -> None:
+    # ipykernel warns on stderr for every kernel on unencrypted TCP; the build uses IPC.
+    path = _notebook_with(tmp_path, "n = 1", "print(n + 1)")
+    monkeypatch.setattr(build_book, "EXECUTED", tmp_path / "executed")
+    output = build_book.execute(path, {"n": 2})
+    assert nbformat.read(output, as_version=4).cells[-1].outputs[0].text == "3\n"
+    assert "without encryption" not in capfd.readouterr().err
 
 
 # (notebook, parameter, bad value): each must stop at the validation cell, naming it.
@@ -235,6 +294,9 @@ def test_smoke_build_renders_every_notebook(smoke_site: Path) -> None:
         html = (smoke_site / f"{chapter}.html").read_text()
         # every figure the notebook produced reached the page (none dropped by myst-nb)
         assert html.count('class="plotly-graph-div"') == figure_count(executed) > 0, chapter
+        # every code cell but the parameters is folded (myst-nb: a toggle per tagged cell)
+        folded = sum("hide-input" in c.metadata.get("tags", []) for c in executed.cells)
+        assert html.count("tag_hide-input") == folded > 0, chapter
         # the injected parameters are shown (tags stripped: the code is highlighted)
         assert "tag_injected-parameters" in html
         assert "smoke = True" in re.sub(r"<[^>]+>", "", html)
