@@ -12,6 +12,7 @@ import json
 import pytest
 
 from sparsekit.__main__ import main, parser, summary, train_config
+from sparsekit.result import RunResult
 
 TINY = [
     "--family",
@@ -71,7 +72,7 @@ def test_train_json_is_one_object_with_the_result_fields(trained):
 
 
 def test_train_summary(trained):
-    text = summary(json.loads(trained[1]))
+    text = summary(RunResult.from_row(json.loads(trained[1])))
     assert text.startswith("vit S=0.5 (unstructured): N=") and "\nloss " in text
 
 

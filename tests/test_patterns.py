@@ -13,6 +13,7 @@ from sparsekit.analysis.runs import load_runs, runs_from_table
 from sparsekit.laws import SparseLaw
 from sparsekit.result import RunResult
 from sparsekit.store import Store
+from sparsekit.store import table as store_table
 
 LAW = SparseLaw(a_S=3.0, b_S=0.8, c_S=5.0, b_N=0.3, a_D=1e4, b_D=0.4, c=1.0)  # nats, tokens
 F50 = float(fitting.size_factor(LAW, 0.5))
@@ -91,7 +92,7 @@ def test_refit_through_the_chapter_path_recovers_a_known_factor():
     base = fitting.fit(S, N, D, LAW.predict(S, N, D))
     rows = [result(0.5, n, d, 1.2 * F50 * n ** -LAW.b_N + (LAW.a_D / d) ** LAW.b_D + LAW.c,
                    pattern="2:4") for n in (2**14, 2**16) for d in (2**22, 2**24)]
-    runs = runs_from_table(pd.DataFrame(rows), source="test")
+    runs = runs_from_table(store_table(rows), source="test")
     fits = patterns.refit(base, runs)
     assert fits["2:4"].factor == pytest.approx(1.2 * F50, rel=1e-5)
     table = patterns.refit_table(fits)

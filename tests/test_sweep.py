@@ -278,7 +278,7 @@ def test_table_is_in_key_order_and_not_rewritten_when_unchanged(tmp_path):
     store.write_table(reversed(store.results()))  # another order, the same runs
     sweep(toy_grid(), tmp_path, runner=toy_run, progress=False)  # everything reused
     assert path.read_bytes() == before and path.stat().st_mtime_ns == stamp
-    store.put({**store.results()[0], "loss": 9.0})
+    store.put(dataclasses.replace(store.results()[0], loss=9.0))
     store.write_table()
     assert path.stat().st_mtime_ns != stamp and 9.0 in set(pd.read_parquet(path)["loss"])
 
@@ -311,7 +311,7 @@ def test_interrupted_write_keeps_the_old_file_and_strays_are_ignored_then_cleane
 
     monkeypatch.setattr(os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        store.put({**toy_run(cfg), "loss": 0.0})
+        store.put(dataclasses.replace(toy_run(cfg), loss=0.0))
     monkeypatch.undo()
     assert store.get(cfg.key()) == before and store.clean() == []
     # A write killed by SIGKILL leaves its temp file behind: readers skip it, sweeps remove it.
@@ -335,7 +335,7 @@ DAMAGE = {
 
 def damage(store: Store, key: str, kind: str) -> bytes:
     """Overwrite the run file of `key` with damage of `kind`; returns the bytes written."""
-    path, result = store.runs / f"{key}.json", store.get(key)
+    path, result = store.runs / f"{key}.json", store.get(key).to_row()
     if kind == "no loss":
         text = json.dumps({k: v for k, v in result.items() if k != "loss"})
     elif kind == "another key":

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from sparsekit import schedules
 from sparsekit.config import Data, Model, Optim, RunConfig, Sparsity
 from sparsekit.models import width_for
 from sparsekit.provenance import Lock
@@ -31,7 +32,11 @@ def test_result_fields_and_census(tiny_result):
     assert r.flops_sparse < r.flops_dense
     assert r.key == TINY.key() and r.config == TINY.to_dict()
     assert r.peak_lr == pytest.approx(1e-2 * 48 / width)  # the T5 recipe, width-scaled
-    assert {"code_version", "versions", "machine", "finished_at"} <= set(r)
+    assert {"code_version", "versions", "machine", "finished_at"} <= set(r.to_row())
+    assert r.machine["cpu"]  # the CPU model
+    sp = TINY.sparsity  # the avg_density is the schedule's own integrated value
+    assert r.avg_density == schedules.make(sp.schedule, target=sp.target, start=sp.start,
+                                           end=sp.end, every=sp.every).average_density()
     assert r.lock["sha256"] == Lock.read().sha256  # the environment it ran in: uv.lock
     assert isinstance(r.lock["matches"], bool)
 
