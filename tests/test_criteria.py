@@ -28,7 +28,7 @@ def grid_runs(changes: dict | None = None) -> Runs:
                              "wall_time_s": 300.0})
     table = pd.DataFrame(rows)
     for (s, n, d), loss in (changes or {}).items():
-        table.loc[(table.sparsity == s) & (table.N == n) & (table.D == d), "loss"] = loss
+        table.loc[(table["sparsity"] == s) & (table["N"] == n) & (table["D"] == d), "loss"] = loss
     return Runs("vit", "images", "synthetic", table)
 
 
