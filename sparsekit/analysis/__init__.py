@@ -13,7 +13,8 @@ fits and their tables), `paper` (chapter 1: the published laws and the re-fit of
 released runs), `regime` (D/N against the paper's), `regime_fits` (a family's fits in both
 regimes side by side), `summaries` (a long table's summary, and the table folded),
 `evidence` and `findings` (the
-paper's claims tested on the runs, with verdicts), `figures` (plotly figures), `provenance`
+paper's claims tested on the runs, with verdicts), `chapter` (the Findings chapter
+assembled: its views, tables and each claim's figures), `figures` (plotly figures), `provenance`
 (provenance tables). The notebooks use them through this package: `from sparsekit import
 analysis; analysis.fit_laws`. (`analysis.findings` is the function; import the module's other
 names from `sparsekit.analysis.findings`.)
@@ -21,6 +22,13 @@ names from `sparsekit.analysis.findings`.)
 
 from __future__ import annotations
 
+from sparsekit.analysis.chapter import (
+    FindingsChapter,
+    claim_outputs,
+    findings_chapter,
+    show,
+    view_noise_table,
+)
 from sparsekit.analysis.checks import (
     check_choice,
     check_choices,
@@ -34,6 +42,7 @@ from sparsekit.analysis.checks import (
 )
 from sparsekit.analysis.criteria import (
     above_floor_table,
+    archived_outputs,
     criteria_table,
     curve_table,
     design_criteria,
@@ -176,10 +185,12 @@ __all__ = [
     "SMOKE_RESULTS",
     "SYMBOLS",
     "Assessment",
+    "FindingsChapter",
     "LawFits",
     "ReleasedRefit",
     "Runs",
     "above_floor_table",
+    "archived_outputs",
     "assess_views",
     "check_choice",
     "check_choices",
@@ -188,6 +199,7 @@ __all__ = [
     "check_grid",
     "check_int",
     "check_stores",
+    "claim_outputs",
     "claim_table",
     "coefficient_table",
     "coefficients_side_by_side",
@@ -205,6 +217,7 @@ __all__ = [
     "exponent_table",
     "extrapolation_table",
     "findings",
+    "findings_chapter",
     "finished_runs",
     "fit_laws",
     "fit_regimes",
@@ -251,6 +264,7 @@ __all__ = [
     "runs_from_table",
     "runs_table",
     "seed_spread",
+    "show",
     "sopt_map",
     "store_or_reason",
     "store_parameter",
@@ -261,6 +275,7 @@ __all__ = [
     "unsupported",
     "verdict_table",
     "view_noise",
+    "view_noise_table",
     "wall_time_figure",
     "within",
 ]

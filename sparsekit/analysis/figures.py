@@ -54,7 +54,7 @@ def _hover(table: pd.DataFrame) -> tuple[list, str]:
     the paper's released runs) are left out."""
     records = [
         {
-            "key": row["key"],
+            "key": row.get("key"),
             "S": row["sparsity"],
             "N": int(row["N"]),
             "N target": row.get("N_target"),
