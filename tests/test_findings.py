@@ -404,7 +404,7 @@ def test_the_chapter_shows_each_claim_with_its_table_first() -> None:
     noise = analysis.view_noise_table(chapter)
     assert list(noise["runs"]) == [len(runs), len(views["t5"]["D/N >= 4000"].runs)]
     with pytest.raises(ValueError, match="claim must be one of"):
-        analysis.claim_outputs(chapter, 9)
+        analysis.claim_outputs(chapter, 11)
 
 
 def test_a_family_without_a_store_is_not_testable_with_its_reason() -> None:
@@ -414,5 +414,6 @@ def test_a_family_without_a_store_is_not_testable_with_its_reason() -> None:
     assert list(chapter.tables) == ["T5, all runs", "T5, D/N >= 193", "ViT, all runs",
                                     "ViT, D/N >= 5.3"]
     vit = chapter.tables["ViT, all runs"]
+    assert list(vit["claim"]) == list(range(1, 11))  # the paper's 8 claims and its 2 extensions
     assert set(vit["verdict"]) == {"not testable"} and set(vit["evidence"]) == {"no vit store"}
     assert chapter.missing == {"t5": "t5 skipped", "vit": "no vit store"}

@@ -20,6 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import Markdown, display
 
+from sparsekit.analysis.extensions import EXTENSION_CLAIMS, extension_verdicts
 from sparsekit.analysis.figures import (
     dense_equivalent_figure,
     exponent_figure,
@@ -28,14 +29,26 @@ from sparsekit.analysis.figures import (
     sopt_map,
 )
 from sparsekit.analysis.findings import (
+    CLAIMS,
     Assessment,
     assess_views,
+    claim_row,
     claim_table,
     exponent_table,
     not_testable,
 )
 from sparsekit.analysis.fits import ALL_RUNS, in_range_label, project_scale
-from sparsekit.analysis.runs import FAMILY_LABELS, Runs, load_families, styled
+from sparsekit.analysis.patterns import pattern_runs
+from sparsekit.analysis.pretrained import ratio_table
+from sparsekit.analysis.regime import within
+from sparsekit.analysis.runs import (
+    FAMILY_LABELS,
+    Runs,
+    load_families,
+    load_runs,
+    stores_with_runs,
+    styled,
+)
 
 FAMILY_ORDER = ("t5", "vit")
 
@@ -63,24 +76,69 @@ def findings_chapter(
     floors: Mapping[str, float],
     seeds: Mapping[str, Sequence[str]],
     heldout: Mapping[str, Sequence[str]],
+    patterns: Mapping[str, Sequence[str]] | None = None,
+    pretrained: Mapping[str, Sequence[str]] | None = None,
     bootstrap: int,
     seed: int = 0,
     smoke: bool = False,
 ) -> FindingsChapter:
     """Load each family's store (None: none, for the reason in `reasons`) and assess its two
-    views against its seed stores and held-out stores; `floors` are the in-range D/N floors."""
+    views against its seed stores and held-out stores; `floors` are the in-range D/N floors.
+    `patterns` and `pretrained` (family -> stores; those without runs are skipped) add the
+    extension claims 9 and 10 (`extensions`)."""
     runs, missing = load_families({f: s for f, s in stores.items() if s is not None})
     missing = {**{f: why for f, why in reasons.items() if why}, **missing}
     views = {family: assess_views(r, floor=floors[family], seeds=seeds.get(family, ()),
                                   heldout=heldout.get(family, ()), bootstrap=bootstrap, seed=seed)
              for family, r in runs.items()}
     tables = {}
+    claims = (*CLAIMS, *EXTENSION_CLAIMS)
     for family in FAMILY_ORDER:
-        for label in (ALL_RUNS, in_range_label(floors[family])):
-            tables[f"{FAMILY_LABELS[family]}, {label}"] = (
-                views[family][label].table() if family in views
-                else not_testable(family, missing.get(family, "no runs")))
+        nm = _pattern_runs((patterns or {}).get(family, ()), runs.get(family))
+        ratios = _ratio_table((pretrained or {}).get(family, ()), runs.get(family))
+        for label, floor in ((ALL_RUNS, None), (in_range_label(floors[family]), floors[family])):
+            name = f"{FAMILY_LABELS[family]}, {label}"
+            if family not in views:
+                tables[name] = not_testable(family, missing.get(family, "no runs"), claims)
+                continue
+            a = views[family][label]
+            extra = extension_verdicts(
+                patterns=within(nm, floor) if nm is not None else None, grid=a.runs,
+                noise=a.noise, pretrained=_in_range(ratios, floor), scratch=a.runs.table)
+            rows = pd.DataFrame([claim_row(k, family, *v) for k, v in extra.items()])
+            tables[name] = pd.concat([a.table(), rows], ignore_index=True)
     return FindingsChapter(runs, missing, views, tables, smoke)
+
+
+def _pattern_runs(stores: Sequence[str], grid: Runs | None) -> Runs | None:
+    """The n:m runs of the stores that have runs, with their unstructured twins (None: none)."""
+    stores = stores_with_runs(stores)
+    if grid is None or not stores:
+        return None
+    try:
+        return pattern_runs(stores, grid)
+    except ValueError:  # no n:m runs among them
+        return None
+
+
+def _ratio_table(stores: Sequence[str], grid: Runs | None) -> pd.DataFrame | None:
+    """`pretrained.ratio_table` of the pruned-pretrained runs of the stores with runs, their
+    from-scratch curves from the grid (None: no such runs)."""
+    stores = stores_with_runs(stores)
+    if grid is None or not stores:
+        return None
+    try:
+        return pd.concat([ratio_table(load_runs(s, family=grid.family), [grid]) for s in stores],
+                         ignore_index=True)
+    except ValueError:  # a store without pruned-pretrained runs
+        return None
+
+
+def _in_range(table: pd.DataFrame | None, floor: float | None) -> pd.DataFrame | None:
+    """The rows of a ratio table whose pruning run has D/N at or above `floor` (None: all)."""
+    if table is None or floor is None:
+        return table
+    return table[table["D prune"] / table["N"] >= floor]
 
 
 def view_noise_table(chapter: FindingsChapter) -> pd.DataFrame:
@@ -165,11 +223,13 @@ FIGURES = {
     6: _extrapolation,
     7: _sopt,
     8: _dense_equivalents,
+    9: lambda c: [],  # the n:m chapter shows the gaps
+    10: lambda c: [],  # the pretrained chapter shows the curves
 }
 
 
 def claim_outputs(chapter: FindingsChapter, claim: int) -> list[Any]:
-    """What shows claim `claim` (1-8): its row of every verdict table, then its figures."""
+    """What shows claim `claim` (1-10): its row of every verdict table, then its figures."""
     if claim not in FIGURES:
         raise ValueError(f"claim must be one of {sorted(FIGURES)}, got {claim!r}")
     return [styled(claim_table(chapter.tables, claim)), *FIGURES[claim](chapter)]

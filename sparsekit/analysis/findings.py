@@ -66,6 +66,7 @@ from sparsekit.analysis.evidence import (
     steps,
     undetermined_exponent,
 )
+from sparsekit.analysis.extensions import EXTENSION_CLAIMS, EXTENSION_PAPER, EXTENSION_RULES
 from sparsekit.analysis.fits import (
     ALL_RUNS,
     LAW_LABELS,
@@ -106,6 +107,7 @@ CLAIMS = {
        "dense compute-optimal frontier.",
     8: "A sparse model matches a dense one about 1.6 / 2.2 / 2.6x its size at 50 / 75 / 87.5%.",
 }
+STATEMENTS = {**CLAIMS, **EXTENSION_CLAIMS}  # every claim the chapter gives a verdict
 RULES = {
     1: f"each step between consecutive sparsities: the mean change of the loss over matched "
        f"(N, D) cells; a step falls if it is below -{Z:g} SE. Holds: every step falls; does "
@@ -176,16 +178,20 @@ def paper_values(family: str) -> dict[int, str]:
     }
 
 
-def _row(claim: int, family: str, evidence: str, verdict: str) -> dict[str, Any]:
+def claim_row(claim: int, family: str, evidence: str, verdict: str) -> dict[str, Any]:
+    """One row of a verdict table (the columns of `findings`), for claims 1-8 and the
+    extension claims (`extensions`)."""
     if verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}, got {verdict!r}")
-    return {"claim": claim, "family": family, "statement": CLAIMS[claim], "evidence": evidence,
-            "paper": paper_values(family)[claim], "verdict": verdict, "rule": RULES[claim]}
+    paper = paper_values(family).get(claim, EXTENSION_PAPER.get(claim, ""))
+    return {"claim": claim, "family": family, "statement": STATEMENTS[claim],
+            "evidence": evidence, "paper": paper, "verdict": verdict,
+            "rule": {**RULES, **EXTENSION_RULES}[claim]}
 
 
 def not_testable(family: str, reason: str, claims: Sequence[int] = tuple(CLAIMS)) -> pd.DataFrame:
     """The verdict table of a family whose runs cannot test anything, saying why."""
-    return pd.DataFrame([_row(k, family, reason, UNTESTABLE) for k in claims])
+    return pd.DataFrame([claim_row(k, family, reason, UNTESTABLE) for k in claims])
 
 
 @dataclass(frozen=True, eq=False)
@@ -273,7 +279,7 @@ class Assessment:
         """One row per claim (the columns of `findings`)."""
         if not len(self.runs):
             return not_testable(self.runs.family, "no runs", claims)
-        return pd.DataFrame([_row(k, self.runs.family, *TESTS[k](self)) for k in claims])
+        return pd.DataFrame([claim_row(k, self.runs.family, *TESTS[k](self)) for k in claims])
 
 
 def _claim_1(a: Assessment) -> tuple[str, str]:
@@ -577,7 +583,7 @@ def verdict_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     labelled `findings`/`Assessment.table` table (e.g. "T5, all runs")."""
     columns = {label: t.set_index("claim")["verdict"] for label, t in tables.items()}
     table = pd.DataFrame(columns)
-    table.index = pd.Index([f"{k}. {CLAIMS[k]}" for k in table.index], name="claim")
+    table.index = pd.Index([f"{k}. {STATEMENTS[k]}" for k in table.index], name="claim")
     return table
 
 

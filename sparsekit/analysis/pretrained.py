@@ -117,7 +117,8 @@ def ratio_table(runs: Runs, scratch: Sequence[Runs]) -> pd.DataFrame:
     for _, run in pruned.table.iterrows():
         dense = by_key.loc[referenced_key(run["config.init_from"])]
         curve = pool[signatures == _signature(run)]
-        row = {"S": run["sparsity"], "N target": run.get("N_target"), "width": run["width"],
+        row = {"S": run["sparsity"], "N target": run.get("N_target"), "N": run["N"],
+               "width": run["width"],
                "D pretrain": dense["D"], "loss pretrained dense": dense["loss"],
                "D prune": run["D"], "loss pruned-pretrained": run["loss"],
                "loss from scratch, same D": curve.loc[curve["D"] == run["D"], "loss"].mean(),
