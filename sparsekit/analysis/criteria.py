@@ -29,8 +29,18 @@ import pandas as pd
 
 from sparsekit.analysis.fits import fit_laws
 from sparsekit.analysis.regime import PAPER_REGIME, tokens_per_param
-from sparsekit.analysis.runs import Runs, finished_runs, pooled_sd, seed_spread, stores_with_runs
-from sparsekit.store import Store
+from sparsekit.analysis.runs import (
+    Runs,
+    finished_runs,
+    noise_floor,
+    pooled_sd,
+    recipe_table,
+    runs_from_table,
+    seed_spread,
+    stores_with_runs,
+    styled,
+)
+from sparsekit.store import Store, load
 
 REGIME = (50.0, 500.0)  # least median and least max of D/N over the grid
 NOISE_MAX = 0.03  # most pooled seed SD, nats
@@ -232,9 +242,6 @@ def archived_outputs(grid_store: str | Path, checks: Sequence[str | Path], *,
     """What the ViT chapter shows of an archived grid: its `design_criteria` (its check
     stores as the noise runs), its recipe checks beside its grid runs, the noise-floor line
     and its seed spread (tables for `analysis.show`)."""
-    from sparsekit.analysis.runs import noise_floor, recipe_table, runs_from_table, styled
-    from sparsekit.store import load
-
     source = f"results store {grid_store}"
     archived = load(grid_store)
     old = runs_from_table(archived, source=source, family=family)
