@@ -301,18 +301,27 @@ def _child(runner: Runner, cfg: RunConfig, conn: Any, parent: int) -> None:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT meanwhile (main thread only). A process started now inherits that, so
-    Ctrl-C, which the terminal sends to every process of the group, reaches the sweep alone;
-    the sweep then kills its workers (no traceback from each of them)."""
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C off while a worker starts (main thread only). SIGINT is blocked in this
+    thread meanwhile, and a spawned process inherits the blocked mask across exec, so Ctrl-C,
+    which the terminal sends to every process of the group, never reaches a worker (no
+    traceback from each of them); the sweep kills them. A SIGINT that arrives meanwhile is
+    delivered to another thread of this process (or stays pending): it is recorded and raised
+    here on exit, once the caller has registered the worker, so it is not lost and the
+    worker is killed with the others."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGINT arrives now
         signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _in_processes(
@@ -333,11 +342,11 @@ def _in_processes(
                     target=_child, args=(runner, cfg, send, os.getpid()), daemon=True
                 )
                 start = time.perf_counter()
-                with _sigint_ignored():
+                with _sigint_deferred():
                     proc.start()
-                send.close()  # so that recv sees EOF when the child dies
-                procs[recv] = (cfg, proc, start)
-                running[cfg.key()] = cfg
+                    send.close()  # so that recv sees EOF when the child dies
+                    procs[recv] = (cfg, proc, start)
+                    running[cfg.key()] = cfg
             for conn in wait(list(procs)):
                 cfg, proc, start = procs.pop(conn)
                 del running[cfg.key()]

@@ -34,6 +34,7 @@ from sparsekit.sweep import (
     Grid,
     GridError,
     SweepInterrupted,
+    _sigint_deferred,
     load_grid,
     point_seed,
     sweep,
@@ -541,3 +542,22 @@ def test_dask_local_cluster_matches_local_bit_for_bit(
     assert [r.curve for r in map(Store(tmp_path).get, df["key"])] == [
         Store(store).get(c.key()).curve for c in configs
     ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_a_ctrl_c_while_a_worker_starts_is_raised_once_it_is_registered():
+    # The race the CLI test can hit on a starved machine: SIGINT while a worker is being
+    # started. It must not be lost, must not interrupt the start half-way, and the worker must
+    # not see it (it inherits SIGINT blocked).
+    blocked_in_child = None
+    with pytest.raises(KeyboardInterrupt), _sigint_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the signal has arrived, and is held
+        out = subprocess.run(
+            [sys.executable, "-c", "print(open('/proc/self/status').read())"],
+            capture_output=True, text=True, check=True).stdout
+        blocked_in_child = int(out.split("SigBlk:")[1].split()[0], 16)
+    assert blocked_in_child is not None, "the interrupt escaped before the block's end"
+    assert blocked_in_child & (1 << (signal.SIGINT - 1))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
