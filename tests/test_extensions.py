@@ -1,17 +1,14 @@
 """The extension claims (9: n:m at 50% close to unstructured; 10: pruning a pretrained dense
 model beats from scratch): their rules by hand, and their verdicts on synthetic runs whose
-answers are known."""
+answers are known (claim 10 on synthetic two-stage runs: tests/test_pretrained.py)."""
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from sparsekit.analysis.evidence import FAILS, HOLDS, UNTESTABLE, Effect
 from sparsekit.analysis.extensions import (
     claim_9,
-    claim_10,
     extension_verdicts,
-    ratio_range,
     rule_close_pattern,
     rule_pretrained,
 )
@@ -63,32 +60,6 @@ def test_claim_9_holds_when_a_pattern_keeps_the_gain_and_fails_when_it_loses_it(
     runs, grid = pattern_runs(gap=0.0, gain=0.0)  # unstructured gains nothing: cannot tell
     assert claim_9(runs, grid, NOISE)[1] == UNTESTABLE
     assert claim_9(None, grid, NOISE) == ("no n:m runs (in this range)", UNTESTABLE)
-
-
-def scratch_curve() -> pd.DataFrame:
-    """From-scratch runs at 50% and N 16K on L(D) = 2 + (2^20 / D)^0.5, D = 1Mi ... 16Mi."""
-    D = 2.0 ** np.arange(20, 25)
-    return pd.DataFrame({"sparsity": 0.5, "N_target": 16384, "width": 24, "D": D,
-                         "loss": 2 + (2**20 / D) ** 0.5})
-
-
-def ratio_rows(D_prune: float, loss: float) -> pd.DataFrame:
-    return pd.DataFrame([{"S": 0.5, "N target": 16384, "width": 24, "D prune": D_prune,
-                          "loss pruned-pretrained": loss}])
-
-
-def test_claim_10_recovers_a_known_data_ratio() -> None:
-    scratch = scratch_curve()
-    target = 2 + (2**20 / 2**23) ** 0.5  # what from scratch reaches at 8Mi, 4x the pruning data
-    ratio, low, high = ratio_range(scratch["D"].to_numpy(), scratch["loss"].to_numpy(), target,
-                                   2**21, NOISE)
-    assert ratio == pytest.approx(4.0, rel=0.02) and low < ratio < high
-    evidence, verdict = claim_10(ratio_rows(2**21, target), scratch, NOISE)
-    assert verdict == HOLDS and evidence.startswith("50%, N 1.64e+04: 4")
-    worse = 2 + (2**20 / 2**21) ** 0.5 + 0.05  # above from scratch at the same data
-    assert claim_10(ratio_rows(2**21, worse), scratch, NOISE)[1] == FAILS
-    assert claim_10(None, scratch, NOISE)[1] == UNTESTABLE
-    assert claim_10(ratio_rows(2**21, 1.0), scratch, NOISE)[1] == UNTESTABLE  # not bracketed
 
 
 def test_extension_rows_join_the_verdict_tables() -> None:

@@ -231,6 +231,38 @@ def test_ratio_table_on_a_power_law_curve_and_the_compute_beside_it():
         analysis.ratio_table(grid, [grid])
 
 
+def test_claim_10_recovers_a_known_ratio_with_its_noise_range():
+    from sparsekit.analysis.evidence import FAILS, HOLDS, UNTESTABLE
+    from sparsekit.analysis.extensions import claim_10
+
+    _, dense, pruned = two_stage().configs()
+    curve = {d: 10 * d**-0.1 for d in (1024, 4096, 16384, 65536)}
+    grid = runs_from_table(pd.DataFrame([
+        stored(RunConfig.from_dict({**pruned.to_dict(), "init_from": None,
+                                    "data": {**pruned.to_dict()["data"], "amount": d}}), loss)
+        for d, loss in curve.items()]), source="grid")
+
+    def with_loss(loss):
+        return runs_from_table(pd.DataFrame([stored(dense, 2.0), stored(pruned, loss)]),
+                               source="pretrained")
+
+    noise = 0.01
+    matched = 10 * (8 * pruned.data.amount) ** -0.1  # from scratch matches it at 8x the data
+    evidence, verdict = claim_10(with_loss(matched), grid, noise)
+    assert verdict == HOLDS and evidence.startswith("50%, N 4e+03: 8x [")
+    # the range is the ratio with the loss moved by 2 seed SDs: L = 10 D^-0.1 inverted
+    low, high = (((10 / (matched + s)) ** 10) / pruned.data.amount for s in (0.02, -0.02))
+    assert f"[{low:.3g}, {high:.3g}]" in evidence
+    worse = curve[4096] + 0.05  # above from scratch at the same data
+    assert claim_10(with_loss(worse), grid, noise)[1] == FAILS
+    assert claim_10(with_loss(1.0), grid, noise)[1] == UNTESTABLE  # below the whole curve
+    assert claim_10(None, grid, noise)[1] == UNTESTABLE
+    assert claim_10(grid, grid, noise) == ("no pruned-pretrained runs", UNTESTABLE)
+    assert claim_10(with_loss(matched), grid, np.nan)[1] == UNTESTABLE
+    # D/N of the pruning run is 4096 / 4000: outside a floor of 2
+    assert claim_10(with_loss(matched), grid, noise, floor=2.0)[1] == UNTESTABLE
+
+
 def test_cost_model_example_charges_and_credits_the_pretraining():
     from sparsekit.laws import PAPER_T5
 

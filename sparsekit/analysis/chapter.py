@@ -39,13 +39,12 @@ from sparsekit.analysis.findings import (
 )
 from sparsekit.analysis.fits import ALL_RUNS, in_range_label, project_scale
 from sparsekit.analysis.patterns import pattern_runs
-from sparsekit.analysis.pretrained import ratio_table
 from sparsekit.analysis.regime import within
 from sparsekit.analysis.runs import (
     FAMILY_LABELS,
     Runs,
     load_families,
-    load_runs,
+    load_stores,
     stores_with_runs,
     styled,
 )
@@ -95,7 +94,8 @@ def findings_chapter(
     claims = (*CLAIMS, *EXTENSION_CLAIMS)
     for family in FAMILY_ORDER:
         nm = _pattern_runs((patterns or {}).get(family, ()), runs.get(family))
-        ratios = _ratio_table((pretrained or {}).get(family, ()), runs.get(family))
+        pre = (load_stores(stores_with_runs(pretrained.get(family, ())), family=family)
+               if pretrained and family in runs else None)
         for label, floor in ((ALL_RUNS, None), (in_range_label(floors[family]), floors[family])):
             name = f"{FAMILY_LABELS[family]}, {label}"
             if family not in views:
@@ -104,7 +104,7 @@ def findings_chapter(
             a = views[family][label]
             extra = extension_verdicts(
                 patterns=within(nm, floor) if nm is not None else None, grid=a.runs,
-                noise=a.noise, pretrained=_in_range(ratios, floor), scratch=a.runs.table)
+                noise=a.noise, pretrained=pre, floor=floor)
             rows = pd.DataFrame([claim_row(k, family, *v) for k, v in extra.items()])
             tables[name] = pd.concat([a.table(), rows], ignore_index=True)
     return FindingsChapter(runs, missing, views, tables, smoke)
@@ -119,26 +119,6 @@ def _pattern_runs(stores: Sequence[str], grid: Runs | None) -> Runs | None:
         return pattern_runs(stores, grid)
     except ValueError:  # no n:m runs among them
         return None
-
-
-def _ratio_table(stores: Sequence[str], grid: Runs | None) -> pd.DataFrame | None:
-    """`pretrained.ratio_table` of the pruned-pretrained runs of the stores with runs, their
-    from-scratch curves from the grid (None: no such runs)."""
-    stores = stores_with_runs(stores)
-    if grid is None or not stores:
-        return None
-    try:
-        return pd.concat([ratio_table(load_runs(s, family=grid.family), [grid]) for s in stores],
-                         ignore_index=True)
-    except ValueError:  # a store without pruned-pretrained runs
-        return None
-
-
-def _in_range(table: pd.DataFrame | None, floor: float | None) -> pd.DataFrame | None:
-    """The rows of a ratio table whose pruning run has D/N at or above `floor` (None: all)."""
-    if table is None or floor is None:
-        return table
-    return table[table["D prune"] / table["N"] >= floor]
 
 
 def view_noise_table(chapter: FindingsChapter) -> pd.DataFrame:

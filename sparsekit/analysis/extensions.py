@@ -17,11 +17,10 @@ pruning run's D.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from sparsekit.analysis.evidence import FAILS, HOLDS, UNTESTABLE, Effect, Z, combine, mean_effect
 from sparsekit.analysis.patterns import cells, gaps
-from sparsekit.analysis.pretrained import PAPER_RATIOS, data_to_reach
+from sparsekit.analysis.pretrained import PAPER_RATIOS, ratio_table, stage_two
 from sparsekit.analysis.runs import Runs
 
 CLOSE = 0.25  # a pattern is close to unstructured when it gives up at most this share of its gain
@@ -102,48 +101,36 @@ def claim_9(runs: Runs | None, grid: Runs, noise: float) -> tuple[str, str]:
     return "; ".join(parts), combine(verdicts)
 
 
-def ratio_range(curve_D: np.ndarray, curve_loss: np.ndarray, target: float, D: float,
-                noise: float) -> tuple[float, float, float]:
-    """(ratio, low, high): `data_to_reach` of `target` over `D`, and its range with the
-    target moved by Z x `noise` (a lower loss needs more data); NaN where not bracketed."""
-    def reach(loss: float) -> float:
-        try:
-            return data_to_reach(curve_D, curve_loss, loss) / D
-        except ValueError:
-            return np.nan
-
-    return reach(target), reach(target + Z * noise), reach(target - Z * noise)
-
-
-def claim_10(table: pd.DataFrame | None, scratch: pd.DataFrame | None,
-             noise: float) -> tuple[str, str]:
-    """(evidence, verdict) of claim 10 from a `pretrained.ratio_table` (None: no runs) and the
-    from-scratch runs (columns sparsity, N_target, D, loss) whose curves it interpolated."""
-    if table is None or not len(table) or scratch is None:
+def claim_10(pretrained: Runs | None, grid: Runs, noise: float,
+             floor: float | None = None) -> tuple[str, str]:
+    """(evidence, verdict) of claim 10: the `pretrained.ratio_table` of the pruned-pretrained
+    runs in `pretrained` (a store holding both stages; None: none) on the from-scratch curves
+    of `grid` (the view's runs), with each ratio's range for the loss moved by Z x `noise`
+    either way, over the pruning runs with D/N >= `floor` (None: all)."""
+    if pretrained is None or not len(stage_two(pretrained)):
         return "no pruned-pretrained runs", UNTESTABLE
     if not np.isfinite(noise):
         return "no seed SD for these runs", UNTESTABLE
+    table = ratio_table(pretrained, [grid], margin=Z * noise)
+    if floor is not None:
+        table = table[table["D prune"] / table["N"] >= floor]
+    if not len(table):
+        return "no pruned-pretrained runs in this range", UNTESTABLE
     parts, verdicts = [], []
     for s, rows in table.groupby("S"):
-        levels = []
-        for _, r in rows.iterrows():
-            curve = scratch[np.isclose(scratch["sparsity"], s) & (scratch["width"] == r["width"])
-                            & (scratch["N_target"] == r["N target"])]
-            ratio, low, high = (ratio_range(curve["D"].to_numpy(), curve["loss"].to_numpy(),
-                                            r["loss pruned-pretrained"], r["D prune"], noise)
-                                if curve["D"].nunique() >= 2 else (np.nan,) * 3)
-            levels.append(rule_pretrained(low, high))
-            parts.append(f"{100 * s:g}%, N {r['N target']:.3g}: {ratio:.3g}x "
-                         f"[{low:.3g}, {high:.3g}]")
-        verdicts.append(combine(levels))
+        verdicts.append(combine([rule_pretrained(r["ratio low"], r["ratio high"])
+                                 for _, r in rows.iterrows()]))
+        parts += [f"{100 * s:g}%, N {r['N target']:.3g}: {r['data ratio']:.3g}x "
+                  f"[{r['ratio low']:.3g}, {r['ratio high']:.3g}]" for _, r in rows.iterrows()]
     paper = ", ".join(f"{100 * s:g}% {v:g}x" for s, v in PAPER_RATIOS.items())
     return "; ".join(parts) + f" (paper {paper})", combine(verdicts)
 
 
 def extension_verdicts(*, patterns: Runs | None, grid: Runs, noise: float,
-                       pretrained: pd.DataFrame | None = None,
-                       scratch: pd.DataFrame | None = None) -> dict[int, tuple[str, str]]:
+                       pretrained: Runs | None = None,
+                       floor: float | None = None) -> dict[int, tuple[str, str]]:
     """Claims 9 and 10 for one family and view: claim -> (evidence, verdict). `patterns`: the
-    n:m runs and their twins; `grid`: the runs with the dense twins; `pretrained`: a ratio
-    table; `scratch`: the from-scratch runs behind it; `noise`: the view's seed SD."""
-    return {9: claim_9(patterns, grid, noise), 10: claim_10(pretrained, scratch, noise)}
+    view's n:m runs and their twins; `grid`: the view's runs (dense twins, from-scratch
+    curves); `pretrained`: the runs of both pretrained stages; `noise`: the view's seed SD;
+    `floor`: the view's D/N floor (None: all runs)."""
+    return {9: claim_9(patterns, grid, noise), 10: claim_10(pretrained, grid, noise, floor)}

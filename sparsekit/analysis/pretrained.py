@@ -99,7 +99,16 @@ def stage_two(runs: Runs) -> Runs:
                                   else False))
 
 
-def ratio_table(runs: Runs, scratch: Sequence[Runs]) -> pd.DataFrame:
+def _reach(curve: pd.DataFrame, target: float) -> float:
+    """`data_to_reach` of `target` on a from-scratch curve, NaN where it is not bracketed."""
+    try:
+        return data_to_reach(curve["D"], curve["loss"], target)
+    except ValueError:
+        return np.nan
+
+
+def ratio_table(runs: Runs, scratch: Sequence[Runs], margin: float | None = None
+                ) -> pd.DataFrame:
     """One row per pruned-pretrained run of `runs` (a store holding both stages): its dense
     run (D and loss), its own D and loss, the from-scratch loss at the same D where run, the
     data from scratch needs to reach its loss (`data_to_reach`) and the ratio to its own D
@@ -107,7 +116,9 @@ def ratio_table(runs: Runs, scratch: Sequence[Runs]) -> pd.DataFrame:
     the from-scratch run that matches it, and the compute ratio (from scratch over
     pretraining + pruning). `scratch`: stores' runs holding the from-scratch curves (runs
     without init_from are taken from `runs` too). Rows that cannot be computed say why in
-    `note`."""
+    `note`. With `margin` (nats), also the ratio's range when the pruned-pretrained loss moves
+    by that much either way: "ratio low" (loss + margin, reached sooner) and "ratio high"
+    (loss - margin), NaN where the curve does not bracket them."""
     pruned = stage_two(runs)
     if not len(pruned):
         raise ValueError(f"{runs.source}: no runs start from a pretrained dense run")
@@ -136,6 +147,9 @@ def ratio_table(runs: Runs, scratch: Sequence[Runs]) -> pd.DataFrame:
                 "FLOPs from scratch to match": reach * per_unit}
         row["compute ratio"] = row["FLOPs from scratch to match"] / (
             row["FLOPs pretrain"] + row["FLOPs prune"])
+        if margin is not None:
+            row["ratio low"] = _reach(curve, run["loss"] + margin) / run["D"]
+            row["ratio high"] = _reach(curve, run["loss"] - margin) / run["D"]
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["S", "N target", "D prune"]).reset_index(drop=True)
 
