@@ -118,10 +118,12 @@ def claim_10(pretrained: Runs | None, grid: Runs, noise: float,
         return "no pruned-pretrained runs in this range", UNTESTABLE
     parts, verdicts = [], []
     for s, rows in table.groupby("S"):
-        verdicts.append(combine([rule_pretrained(r["ratio low"], r["ratio high"])
-                                 for _, r in rows.iterrows()]))
-        parts += [f"{100 * s:g}%, N {r['N target']:.3g}: {r['data ratio']:.3g}x "
-                  f"[{r['ratio low']:.3g}, {r['ratio high']:.3g}]" for _, r in rows.iterrows()]
+        levels = []
+        for _, r in rows.iterrows():
+            levels.append(rule_pretrained(r["ratio low"], r["ratio high"]))
+            parts.append(f"{100 * s:g}%, N {r['N target']:.3g}: {r['data ratio']:.3g}x "
+                         f"[{r['ratio low']:.3g}, {r['ratio high']:.3g}]")
+        verdicts.append(combine(levels))
     paper = ", ".join(f"{100 * s:g}% {v:g}x" for s, v in PAPER_RATIOS.items())
     return "; ".join(parts) + f" (paper {paper})", combine(verdicts)
 
