@@ -268,6 +268,20 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
         analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
 
 
+def test_recipe_table_shows_a_grid_with_seeds_per_point_as_one_recipe(tmp_path) -> None:
+    grid, check = Store(tmp_path / "grid"), Store(tmp_path / "lr")
+    points = ((0.0, 16384), (0.5, 32768))
+    for k, (s, n) in enumerate(points):  # the grid's runs, each with its own seeds
+        grid.put({**row(s, n, 2**20), "key": f"grid{k}", "config.seed": 11 + k,
+                  "config.data.seed": 11 + k, "loss": 3.0 + k})
+        check.put({**row(s, n, 2**20), "key": f"lr{k}", "config.optim.lr": 1e-2,
+                   "loss": 4.0 + k})
+    table = analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
+    own = "LR 0.003, batch 32" + analysis.PER_POINT
+    assert list(table.columns) == ["S", "N target", "width", "D", own, "LR 0.01, batch 32"]
+    assert table[own].tolist() == [3.0, 4.0] and table["LR 0.01, batch 32"].tolist() == [4.0, 5.0]
+
+
 def test_pattern_table_puts_nm_beside_unstructured_and_dense(tmp_path) -> None:
     grid, nm = Store(tmp_path / "grid"), Store(tmp_path / "nm")
     for r in make_table(levels=(0.0, 0.5), sizes=(16384, 32768), data=(2**20,)).to_dict("records"):

@@ -136,6 +136,7 @@ from sparsekit.analysis.regime_fits import (
 )
 from sparsekit.analysis.runs import (
     FAMILY_LABELS,
+    PER_POINT,
     RUN_COLUMNS,
     SMOKE_RESULTS,
     Runs,
@@ -179,6 +180,7 @@ __all__ = [
     "PAPER_LEVELS",
     "PAPER_REGIME",
     "PAPER_SCALE",
+    "PER_POINT",
     "PUBLISHED_OBJECTIVE",
     "RUN_COLUMNS",
     "SHA",

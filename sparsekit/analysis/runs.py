@@ -4,7 +4,7 @@ coverage and run tables, and training a grid into a store from a notebook."""
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,27 +286,40 @@ def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
 _POINT = ["S", "N target", "width", "D"]  # the columns that name a grid point in these tables
 
 
-def _labelled(frames: Sequence[pd.DataFrame], *, seeds: bool) -> pd.DataFrame:
+PER_POINT = ", the grid's seed per point"  # the recipe label's suffix for such a grid's runs
+
+
+def _labelled(frames: Sequence[pd.DataFrame], *, seeds: bool,
+              per_point: Collection[str] = ()) -> pd.DataFrame:
     """Store tables stacked, with a `recipe` label (class counts named if they differ), the
     point columns renamed, and a run kept in several stores (its config key may differ only by
-    a field added later) once."""
+    a field added later) once. The runs whose key is in `per_point` (a grid with a seed of its
+    own at every point) share one label, without their seeds and ending in PER_POINT."""
     table = pd.concat(frames, ignore_index=True)
-    classes = table.get("config.data.options.num_classes", pd.Series(dtype=float))
+    classes = table.get("config.data.options.num_classes", pd.Series(dtype=float)).nunique() > 1
+    recipe = table.apply(_recipe, axis=1, classes=classes, seeds=seeds)
+    own = table["key"].isin(per_point)
+    if own.any():
+        recipe[own] = table[own].apply(_recipe, axis=1, classes=classes, seeds=False) + PER_POINT
     table = table.assign(
-        recipe=table.apply(_recipe, axis=1, classes=classes.nunique() > 1, seeds=seeds),
-        run=table.apply(_recipe, axis=1, classes=True),
+        recipe=recipe, run=table.apply(_recipe, axis=1, classes=True),
     ).rename(columns={"sparsity": "S", "N_target": "N target"})
     return table.drop_duplicates([*_POINT, "run", "loss"])
 
 
 def _checks_beside_grid(checks: Sequence[str | Path], grid: Runs | None) -> pd.DataFrame:
     """The runs of the check stores and (with `grid`) the grid's runs at their points,
-    labelled by `_labelled`; ValueError naming the store if a check store has no runs."""
+    labelled by `_labelled` (a grid whose points have seeds of their own as one recipe);
+    ValueError naming the store if a check store has no runs."""
     frames = [load_runs(store).table for store in checks]
     points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
+    per_point: set[str] = set()
     if grid is not None:
         frames.append(grid.table.merge(points))
-    return _labelled(frames, seeds=True)
+        seeds = [grid.table[c] for c in ("config.seed", "config.data.seed") if c in grid.table]
+        if any(s.nunique() > 1 for s in seeds):  # `seed_per_point`
+            per_point = set(grid.table["key"])
+    return _labelled(frames, seeds=True, per_point=per_point)
 
 
 def _pivot_unique(table: pd.DataFrame, column: str, clash: str) -> pd.DataFrame:
@@ -325,7 +338,9 @@ def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.D
     task check) side by side, with the grid's runs (as the chapter already holds them) at the
     same points: one row per (S, N target, width, D), one final-validation-loss column per
     recipe (peak LR, its width scaling if any, batch, seeds if not 0, class count if the
-    runs differ in it); steps = D / batch. A run kept in several stores is shown once.
+    runs differ in it); steps = D / batch. A run kept in several stores is shown once. The
+    runs of a grid with a seed of its own at every point (`seed_per_point`) are one column,
+    labelled without their seeds and ending in PER_POINT.
 
     ValueError naming the store if a check store has no finished runs, or if two runs at one
     point differ in a setting the label does not show.
