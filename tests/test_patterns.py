@@ -65,6 +65,9 @@ def test_cells_average_seeds_and_gaps_compare_them(stores):
     assert first["gap (%)"] == pytest.approx(100 * 0.1 / 3.0)
     assert gaps["within 2 seed SDs"].tolist() == [True, True, True]
     assert not patterns.gaps(patterns.cells(runs), noise=0.01)["within 2 seed SDs"].iat[0]
+    assert gaps["seed SD"].tolist() == [0.06] * 3
+    unknown = patterns.gaps(patterns.cells(runs), noise=np.nan)
+    assert unknown["within 2 seed SDs"].isna().all() and unknown["gap SE"].isna().all()
     fig = patterns.gap_figure(gaps, "tokens", "t")
     assert [t.name for t in fig.data] == ["2:4", "4:8"] and list(fig.data[0].y) == (
         pytest.approx([0.1, 0.02]))
@@ -72,6 +75,24 @@ def test_cells_average_seeds_and_gaps_compare_them(stores):
     assert summary.index.tolist() == ["2:4", "4:8"]  # by S, then m, then n
     assert summary.loc["2:4", ["points", "mean", "smallest", "largest"]].tolist() == (
         pytest.approx([2, 0.06, 0.02, 0.1]))
+    assert summary["resolved"].tolist() == [0, 0]  # every gap within 2 x 0.06
+    assert patterns.gap_summary(patterns.gaps(patterns.cells(runs), noise=0.03))[
+        "resolved"].tolist() == [1, 0]  # only 2:4 at 16K (gap 0.1) is beyond 2 x 0.03
+
+
+def test_gaps_judge_each_point_against_its_own_slice_noise(stores):
+    """A slice with its own measured seed SD overrides the pooled one, only on that slice."""
+    grid, nm, seeds = stores
+    cells = patterns.cells(patterns.pattern_runs([nm, seeds], load_runs(grid)))
+    longer = cells.assign(D=2**25)  # a second slice: the same cells, twice the data
+    both = pd.concat([cells, longer], ignore_index=True)
+    table = patterns.gaps(both, noise=0.06, by_data={2**24: 0.01}).set_index(["D", "pattern",
+                                                                              "N target"])
+    short, long = table.loc[(2**24, "2:4", 16384)], table.loc[(2**25, "2:4", 16384)]
+    assert short[["seed SD", "gap SE"]].tolist() == pytest.approx([0.01, 0.01 * np.sqrt(2 / 3)])
+    assert long[["seed SD", "gap SE"]].tolist() == pytest.approx([0.06, 0.06 * np.sqrt(2 / 3)])
+    assert not short["within 2 seed SDs"] and long["within 2 seed SDs"]  # gap 0.1 nats
+    assert short["gap"] == long["gap"] == pytest.approx(0.1)
 
 
 def test_cells_refuse_runs_that_differ_in_more_than_seeds(stores, tmp_path):
@@ -102,10 +123,11 @@ def test_refit_through_the_chapter_path_recovers_a_known_factor():
     assert [t.x[0] for t in fig.data] == ["unstructured 50%", "2:4"]
     text = patterns.conclusion(pd.DataFrame({"S": [0.5], "points": [4], "mean": [0.01],
                                              "smallest": [0.0], "largest": [0.02],
-                                             "mean (%)": [0.3]}, index=["2:4"]), fits,
+                                             "mean (%)": [0.3], "resolved": [1]},
+                                            index=["2:4"]), fits,
                                pd.DataFrame())
     assert "**2:4** (50%): +0.010 nats" in text and f"{fits['2:4'].relative:.2f} of it" in text
-    assert "refit on 4 runs" in text
+    assert "refit on 4 runs" in text and "1 beyond 2 seed SDs" in text
     assert "no n:m checkpoint here" in text
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from sparsekit import pretrained
 from sparsekit.analysis import pretrained as analysis
+from sparsekit.analysis.figures import count
 from sparsekit.analysis.runs import runs_from_table
 from sparsekit.config import RunConfig
 from sparsekit.models import width_for
@@ -249,7 +250,7 @@ def test_claim_10_recovers_a_known_ratio_with_its_noise_range():
     noise = 0.01
     matched = 10 * (8 * pruned.data.amount) ** -0.1  # from scratch matches it at 8x the data
     evidence, verdict = claim_10(with_loss(matched), grid, noise)
-    assert verdict == HOLDS and evidence.startswith("50%, N 4e+03: 8x [")
+    assert verdict == HOLDS and evidence.startswith(f"50%, N 4e+03, D {count(pruned.data.amount)}: 8x [")
     # the range is the ratio with the loss moved by 2 seed SDs: L = 10 D^-0.1 inverted
     low, high = (((10 / (matched + s)) ** 10) / pruned.data.amount for s in (0.02, -0.02))
     assert f"[{low:.3g}, {high:.3g}]" in evidence

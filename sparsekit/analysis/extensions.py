@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from sparsekit.analysis.evidence import FAILS, HOLDS, UNTESTABLE, Effect, Z, combine, mean_effect
+from sparsekit.analysis.figures import count
 from sparsekit.analysis.patterns import cells, gaps
 from sparsekit.analysis.pretrained import PAPER_RATIOS, ratio_table, stage_two
 from sparsekit.analysis.runs import Runs
@@ -121,7 +122,8 @@ def claim_10(pretrained: Runs | None, grid: Runs, noise: float,
         levels = []
         for _, r in rows.iterrows():
             levels.append(rule_pretrained(r["ratio low"], r["ratio high"]))
-            parts.append(f"{100 * s:g}%, N {r['N target']:.3g}: {r['data ratio']:.3g}x "
+            parts.append(f"{100 * s:g}%, N {r['N target']:.3g}, D {count(r['D prune'])}: "
+                         f"{r['data ratio']:.3g}x "
                          f"[{r['ratio low']:.3g}, {r['ratio high']:.3g}]")
         verdicts.append(combine(levels))
     paper = ", ".join(f"{100 * s:g}% {v:g}x" for s, v in PAPER_RATIOS.items())

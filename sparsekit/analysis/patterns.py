@@ -9,7 +9,7 @@ losses and gaps in nats per target byte-token; m (the equivalent dense size) a m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,12 +81,17 @@ def cells(runs: Runs) -> pd.DataFrame:
     return out.reset_index()
 
 
-def gaps(cell_table: pd.DataFrame, noise: float) -> pd.DataFrame:
+def gaps(cell_table: pd.DataFrame, noise: float,
+         by_data: Mapping[float, float] | None = None) -> pd.DataFrame:
     """Each n:m cell against the unstructured cell at the same point: the loss gap (n:m minus
-    unstructured, nats; > 0: n:m worse), the gap relative to the unstructured loss (%), its
-    standard error from the seed SD `noise` (nats; each cell's mean of its runs), and whether
-    the gap lies within 2 seed SDs (then single runs cannot order the two: seeds are needed;
-    NA when `noise` is unknown, NaN)."""
+    unstructured, nats; > 0: n:m worse), the gap relative to the unstructured loss (%), the
+    seed SD it is judged against, the gap's standard error from that SD (nats; each cell's
+    mean of its runs), and whether the gap lies within 2 seed SDs (then single runs cannot
+    order the two: seeds are needed; NA where the SD is unknown, NaN).
+
+    The seed noise falls as runs get longer, so `by_data` maps a data amount D to the seed SD
+    measured on that slice (`runs.noise_by_slice`); points on other slices, or without
+    `by_data`, are judged against `noise` (a pooled SD)."""
     table = cell_table.set_index(POINT)
     ours = table[table["pattern"] != UNSTRUCTURED]
     ref = table[table["pattern"] == UNSTRUCTURED]
@@ -97,8 +102,13 @@ def gaps(cell_table: pd.DataFrame, noise: float) -> pd.DataFrame:
     out["unstructured"] = ref["loss"].to_numpy()
     out["gap"] = out["loss"] - out["unstructured"]
     out["gap (%)"] = 100 * out["gap"] / out["unstructured"]
-    out["gap SE"] = noise * np.sqrt(1 / out["runs"] + 1 / out["unstructured runs"])
-    out["within 2 seed SDs"] = out["gap"].abs() < 2 * noise if np.isfinite(noise) else pd.NA
+    slices = dict(by_data or {})
+    sd = np.array([slices.get(d, noise) for d in out.index.get_level_values("D")], dtype=float)
+    out["seed SD"] = sd
+    out["gap SE"] = sd * np.sqrt(1 / out["runs"] + 1 / out["unstructured runs"])
+    within = pd.array(np.abs(out["gap"].to_numpy()) < 2 * sd, dtype="boolean")
+    within[~np.isfinite(sd)] = pd.NA
+    out["within 2 seed SDs"] = within
     out = out.reset_index()
     order = out["pattern"].map(_pattern_order)
     return out.iloc[np.lexsort((out["D"], out["N target"], order, out["S"]))].reset_index(
@@ -106,12 +116,15 @@ def gaps(cell_table: pd.DataFrame, noise: float) -> pd.DataFrame:
 
 
 def gap_summary(gap_table: pd.DataFrame) -> pd.DataFrame:
-    """Per pattern: its sparsity, the points compared, and the mean, smallest and largest gap
-    over unstructured (nats) and the mean relative gap (%)."""
-    groups = gap_table.groupby("pattern", sort=False)
+    """Per pattern: its sparsity, the points compared, the mean, smallest and largest gap
+    over unstructured (nats), the mean relative gap (%), and how many of the gaps are
+    resolved: beyond 2 seed SDs of their slice (`gaps`; points with unknown noise count as
+    unresolved)."""
+    table = gap_table.assign(resolved=gap_table["within 2 seed SDs"].eq(False).astype(int))
+    groups = table.groupby("pattern", sort=False)
     out = groups.agg(S=("S", "first"), points=("gap", "count"), mean=("gap", "mean"),
                      smallest=("gap", "min"), largest=("gap", "max"),
-                     **{"mean (%)": ("gap (%)", "mean")})
+                     **{"mean (%)": ("gap (%)", "mean")}, resolved=("resolved", "sum"))
     return out.loc[sorted(out.index, key=lambda p: (out.loc[p, "S"], _pattern_order(p)))]
 
 
@@ -252,7 +265,8 @@ def conclusion(summary: pd.DataFrame, fits: dict[str, fitting.FactorFit] | None,
     for pattern, row in summary.iterrows():
         text = (f"- **{pattern}** ({100 * row['S']:g}%): {row['mean']:+.3f} nats against "
                 f"unstructured on average over {int(row['points'])} points ({row['smallest']:+.3f} "
-                f"to {row['largest']:+.3f}; {row['mean (%)']:+.2f}% of the loss)")
+                f"to {row['largest']:+.3f}; {row['mean (%)']:+.2f}% of the loss; "
+                f"{int(row['resolved'])} beyond 2 seed SDs of their data slice)")
         if fits and pattern in fits:
             f = fits[pattern]
             low, high = f.intervals.get("relative", (np.nan, np.nan))
