@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsekit import pretrained
+from sparsekit import SWEEP_WORKER_ENV, pretrained
 from sparsekit.config import RunConfig, check_field, make_config
 from sparsekit.result import RunResult
 from sparsekit.store import Store, table
@@ -300,15 +300,75 @@ def _child(runner: Runner, cfg: RunConfig, conn: Any, parent: int) -> None:
     conn.close()
 
 
+POLL_S = 0.1  # how often the sweep checks for a Ctrl-C that was recorded but not raised
+
+
+def _swallows(frame: Any) -> bool:
+    """Whether an exception raised in `frame` (a signal handler's interrupted frame) would be
+    printed as "Exception ignored" and dropped: it runs inside one of `gc.callbacks` (JAX
+    registers one) or a finalizer (`__del__`)."""
+    import gc
+
+    codes = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes or frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextlib.contextmanager
+def _sigint_polled() -> Iterator[Callable[[], None]]:
+    """Ctrl-C for the block (main thread only, and only where it raises KeyboardInterrupt
+    now: an ignored SIGINT stays ignored): the first one raises KeyboardInterrupt where it
+    lands, as Python's default does, unless that would drop it (`_swallows`), and every one is
+    recorded. Yields `check`, which raises KeyboardInterrupt once one was recorded, so a
+    Ctrl-C is never lost; later ones only record, so they cannot cut the cleanup short."""
+    caught: list[int] = []
+
+    def check() -> None:
+        if caught:
+            raise KeyboardInterrupt
+
+    def handler(signum: int, frame: Any) -> None:
+        first = not caught
+        caught.append(signum)
+        if first and not _swallows(frame):
+            raise KeyboardInterrupt
+
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield check
+        return
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @contextlib.contextmanager
 def _sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C off while a worker starts (main thread only). SIGINT is blocked in this
-    thread meanwhile, and a spawned process inherits the blocked mask across exec, so Ctrl-C,
-    which the terminal sends to every process of the group, never reaches a worker (no
-    traceback from each of them); the sweep kills them. A SIGINT that arrives meanwhile is
-    delivered to another thread of this process (or stays pending): it is recorded and raised
-    here on exit, once the caller has registered the worker, so it is not lost and the
-    worker is killed with the others."""
+    """Start a worker, Ctrl-C held off (main thread only). The worker inherits SWEEP_WORKER_ENV,
+    so `import sparsekit`, the first thing it imports, makes it ignore SIGINT: Ctrl-C, which
+    the terminal sends to every process of the group, does not print a traceback from each
+    worker; the sweep kills them. (A spawned process does not keep this thread's signal mask,
+    so blocking SIGINT here does not do that.) In this process SIGINT is blocked meanwhile, so
+    the start is not cut short; one that arrives is delivered to another thread (or stays
+    pending): it is recorded and raised here on exit, once the caller has registered the
+    worker, so it is not lost and the worker is killed with the others."""
+    os.environ[SWEEP_WORKER_ENV] = "1"
+    try:
+        with _sigint_blocked():
+            yield
+    finally:
+        del os.environ[SWEEP_WORKER_ENV]
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread for the block (main thread only), recorded if it arrives,
+    and raised as KeyboardInterrupt on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -328,12 +388,15 @@ def _in_processes(
     todo: list[RunConfig], runner: Runner, running: dict[str, RunConfig], workers: int
 ) -> Done:
     """Up to `workers` runs at a time, each in a fresh spawned process (fork is unsafe once
-    JAX has started threads)."""
+    JAX has started threads). A Ctrl-C is recorded and raised between waits of at most
+    POLL_S, after the runs that finished are stored (`_sigint_polled`)."""
     from multiprocessing.connection import wait
 
     ctx = multiprocessing.get_context("spawn")
     queue, procs = list(reversed(todo)), {}
-    try:
+    with contextlib.ExitStack() as stack:
+        check = stack.enter_context(_sigint_polled())
+        stack.callback(_kill, procs)
         while queue or procs:
             while queue and len(procs) < workers:
                 cfg = queue.pop()
@@ -347,7 +410,7 @@ def _in_processes(
                     send.close()  # so that recv sees EOF when the child dies
                     procs[recv] = (cfg, proc, start)
                     running[cfg.key()] = cfg
-            for conn in wait(list(procs)):
+            for conn in wait(list(procs), timeout=POLL_S):
                 cfg, proc, start = procs.pop(conn)
                 del running[cfg.key()]
                 try:
@@ -360,10 +423,14 @@ def _in_processes(
                     cfg, f"worker process died (exit code {proc.exitcode})",
                     wall_time_s=time.perf_counter() - start,
                 )
-    finally:
-        for _, proc, _ in procs.values():
-            proc.kill()
-            proc.join()
+            check()  # after the finished runs are stored, before more start
+
+
+def _kill(procs: dict[Any, tuple[RunConfig, Any, float]]) -> None:
+    """Kill and reap the worker processes still running (a sweep stopped or failed)."""
+    for _, proc, _ in procs.values():
+        proc.kill()
+        proc.join()
 
 
 def _on_dask(

@@ -417,3 +417,10 @@ def test_a_family_without_a_store_is_not_testable_with_its_reason() -> None:
     assert list(vit["claim"]) == list(range(1, 11))  # the paper's 8 claims and its 2 extensions
     assert set(vit["verdict"]) == {"not testable"} and set(vit["evidence"]) == {"no vit store"}
     assert chapter.missing == {"t5": "t5 skipped", "vit": "no vit store"}
+
+
+def test_claim_7_says_why_the_contour_ratio_is_undetermined() -> None:
+    # Without a sparsity effect S_opt is 0 everywhere: no contour, and no rise.
+    [row] = findings(paper_runs("flat"), bootstrap=BOOTSTRAP, claims=(7,)).itertuples()
+    assert row.verdict == FAILS and "ratio undetermined: S_opt is clipped" in row.evidence
+    assert "nan" not in row.evidence

@@ -68,6 +68,7 @@ def test_cells_average_seeds_and_gaps_compare_them(stores):
     assert gaps["seed SD"].tolist() == [0.06] * 3
     unknown = patterns.gaps(patterns.cells(runs), noise=np.nan)
     assert unknown["within 2 seed SDs"].isna().all() and unknown["gap SE"].isna().all()
+    assert patterns.gap_summary(unknown)["resolved"].tolist() == [0, 0]  # none resolved
     fig = patterns.gap_figure(gaps, "tokens", "t")
     assert [t.name for t in fig.data] == ["2:4", "4:8"] and list(fig.data[0].y) == (
         pytest.approx([0.1, 0.02]))
@@ -86,8 +87,8 @@ def test_gaps_judge_each_point_against_its_own_slice_noise(stores):
     cells = patterns.cells(patterns.pattern_runs([nm, seeds], load_runs(grid)))
     longer = cells.assign(D=2**25)  # a second slice: the same cells, twice the data
     both = pd.concat([cells, longer], ignore_index=True)
-    table = patterns.gaps(both, noise=0.06, by_data={2**24: 0.01}).set_index(["D", "pattern",
-                                                                              "N target"])
+    slices = pd.DataFrame({"seed SD": [0.01]}, index=pd.Index([2**24], name="D"))
+    table = patterns.gaps(both, noise=0.06, slices=slices).set_index(["D", "pattern", "N target"])
     short, long = table.loc[(2**24, "2:4", 16384)], table.loc[(2**25, "2:4", 16384)]
     assert short[["seed SD", "gap SE"]].tolist() == pytest.approx([0.01, 0.01 * np.sqrt(2 / 3)])
     assert long[["seed SD", "gap SE"]].tolist() == pytest.approx([0.06, 0.06 * np.sqrt(2 / 3)])

@@ -377,8 +377,11 @@ def _claim_7(a: Assessment) -> tuple[str, str]:
             ratio = interval([contour_slope(x, N0, C_hi) / frontier_slope(y, C_hi) for x, y in
                                zip(a.fit.bootstrap_laws, dense.bootstrap_laws, strict=True)])
             slopes = contour_slope(law, N0, C_hi), frontier_slope(dense.law, C_hi)
-        text += (f"; contour slope {slopes[0]:.2g}, dense frontier {slopes[1]:.2g} (ratio in "
-                 f"[{ratio[0]:.2g}, {ratio[1]:.2g}])")
+        spread = (f"ratio in [{ratio[0]:.2g}, {ratio[1]:.2g}]" if np.isfinite(ratio[0]) else
+                  "ratio undetermined: S_opt is clipped at 0 or its maximum around the contour "
+                  "in over 5% of bootstrap fits")
+        slope = f"{slopes[0]:.2g}" if np.isfinite(slopes[0]) else "undefined"
+        text += f"; contour slope {slope}, dense frontier {slopes[1]:.2g} ({spread})"
     else:
         text += f"; no dense frontier: {frontier or 'no bootstrap'}"
     return text, rule_sopt(rise, ratio)

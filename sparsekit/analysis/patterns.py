@@ -9,7 +9,7 @@ losses and gaps in nats per target byte-token; m (the equivalent dense size) a m
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +82,17 @@ def cells(runs: Runs) -> pd.DataFrame:
 
 
 def gaps(cell_table: pd.DataFrame, noise: float,
-         by_data: Mapping[float, float] | None = None) -> pd.DataFrame:
+         slices: pd.DataFrame | None = None) -> pd.DataFrame:
     """Each n:m cell against the unstructured cell at the same point: the loss gap (n:m minus
     unstructured, nats; > 0: n:m worse), the gap relative to the unstructured loss (%), the
     seed SD it is judged against, the gap's standard error from that SD (nats; each cell's
     mean of its runs), and whether the gap lies within 2 seed SDs (then single runs cannot
     order the two: seeds are needed; NA where the SD is unknown, NaN).
 
-    The seed noise falls as runs get longer, so `by_data` maps a data amount D to the seed SD
-    measured on that slice (`runs.noise_by_slice`); points on other slices, or without
-    `by_data`, are judged against `noise` (a pooled SD)."""
+    The seed noise changes with the length of the runs, so with `slices` (a
+    `runs.noise_by_slice` table: the seed SD per data amount D) each point is judged against
+    the SD of its own slice; points on other slices, or without `slices`, against `noise` (a
+    pooled SD)."""
     table = cell_table.set_index(POINT)
     ours = table[table["pattern"] != UNSTRUCTURED]
     ref = table[table["pattern"] == UNSTRUCTURED]
@@ -102,8 +103,8 @@ def gaps(cell_table: pd.DataFrame, noise: float,
     out["unstructured"] = ref["loss"].to_numpy()
     out["gap"] = out["loss"] - out["unstructured"]
     out["gap (%)"] = 100 * out["gap"] / out["unstructured"]
-    slices = dict(by_data or {})
-    sd = np.array([slices.get(d, noise) for d in out.index.get_level_values("D")], dtype=float)
+    by_data = {} if slices is None else slices["seed SD"].to_dict()
+    sd = np.array([by_data.get(d, noise) for d in out.index.get_level_values("D")], dtype=float)
     out["seed SD"] = sd
     out["gap SE"] = sd * np.sqrt(1 / out["runs"] + 1 / out["unstructured runs"])
     within = pd.array(np.abs(out["gap"].to_numpy()) < 2 * sd, dtype="boolean")
@@ -120,7 +121,8 @@ def gap_summary(gap_table: pd.DataFrame) -> pd.DataFrame:
     over unstructured (nats), the mean relative gap (%), and how many of the gaps are
     resolved: beyond 2 seed SDs of their slice (`gaps`; points with unknown noise count as
     unresolved)."""
-    table = gap_table.assign(resolved=gap_table["within 2 seed SDs"].eq(False).astype(int))
+    within = gap_table["within 2 seed SDs"].astype("boolean")
+    table = gap_table.assign(resolved=within.eq(False).fillna(False).astype(int))
     groups = table.groupby("pattern", sort=False)
     out = groups.agg(S=("S", "first"), points=("gap", "count"), mean=("gap", "mean"),
                      smallest=("gap", "min"), largest=("gap", "max"),
