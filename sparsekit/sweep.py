@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import gc
 import hashlib
 import itertools
 import json
@@ -307,8 +308,6 @@ def _swallows(frame: Any) -> bool:
     """Whether an exception raised in `frame` (a signal handler's interrupted frame) would be
     printed as "Exception ignored" and dropped: it runs inside one of `gc.callbacks` (JAX
     registers one) or a finalizer (`__del__`)."""
-    import gc
-
     codes = {getattr(cb, "__code__", None) for cb in gc.callbacks}
     while frame is not None:
         if frame.f_code in codes or frame.f_code.co_name == "__del__":
@@ -357,29 +356,19 @@ def _sigint_deferred() -> Iterator[None]:
     the start is not cut short; one that arrives is delivered to another thread (or stays
     pending): it is recorded and raised here on exit, once the caller has registered the
     worker, so it is not lost and the worker is killed with the others."""
+    main = threading.current_thread() is threading.main_thread()
+    caught: list[int] = []
+    if main:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     os.environ[SWEEP_WORKER_ENV] = "1"
     try:
-        with _sigint_blocked():
-            yield
+        yield
     finally:
         del os.environ[SWEEP_WORKER_ENV]
-
-
-@contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """SIGINT blocked in this thread for the block (main thread only), recorded if it arrives,
-    and raised as KeyboardInterrupt on exit."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGINT arrives now
-        signal.signal(signal.SIGINT, previous)
+        if main:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a pending SIGINT arrives now
+            signal.signal(signal.SIGINT, previous)
     if caught:
         raise KeyboardInterrupt
 
@@ -394,43 +383,39 @@ def _in_processes(
 
     ctx = multiprocessing.get_context("spawn")
     queue, procs = list(reversed(todo)), {}
-    with contextlib.ExitStack() as stack:
-        check = stack.enter_context(_sigint_polled())
-        stack.callback(_kill, procs)
-        while queue or procs:
-            while queue and len(procs) < workers:
-                cfg = queue.pop()
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(
-                    target=_child, args=(runner, cfg, send, os.getpid()), daemon=True
-                )
-                start = time.perf_counter()
-                with _sigint_deferred():
-                    proc.start()
-                    send.close()  # so that recv sees EOF when the child dies
-                    procs[recv] = (cfg, proc, start)
-                    running[cfg.key()] = cfg
-            for conn in wait(list(procs), timeout=POLL_S):
-                cfg, proc, start = procs.pop(conn)
-                del running[cfg.key()]
-                try:
-                    result = conn.recv()
-                except EOFError:  # the child died without sending
-                    result = None
-                conn.close()
+    with _sigint_polled() as check:
+        try:
+            while queue or procs:
+                while queue and len(procs) < workers:
+                    cfg = queue.pop()
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(
+                        target=_child, args=(runner, cfg, send, os.getpid()), daemon=True
+                    )
+                    start = time.perf_counter()
+                    with _sigint_deferred():
+                        proc.start()
+                        send.close()  # so that recv sees EOF when the child dies
+                        procs[recv] = (cfg, proc, start)
+                        running[cfg.key()] = cfg
+                for conn in wait(list(procs), timeout=POLL_S):
+                    cfg, proc, start = procs.pop(conn)
+                    del running[cfg.key()]
+                    try:
+                        result = conn.recv()
+                    except EOFError:  # the child died without sending
+                        result = None
+                    conn.close()
+                    proc.join()
+                    yield result or RunResult.failed(
+                        cfg, f"worker process died (exit code {proc.exitcode})",
+                        wall_time_s=time.perf_counter() - start,
+                    )
+                check()  # after the finished runs are stored, before more start
+        finally:  # a sweep stopped or failed: kill and reap the workers still running
+            for _, proc, _ in procs.values():
+                proc.kill()
                 proc.join()
-                yield result or RunResult.failed(
-                    cfg, f"worker process died (exit code {proc.exitcode})",
-                    wall_time_s=time.perf_counter() - start,
-                )
-            check()  # after the finished runs are stored, before more start
-
-
-def _kill(procs: dict[Any, tuple[RunConfig, Any, float]]) -> None:
-    """Kill and reap the worker processes still running (a sweep stopped or failed)."""
-    for _, proc, _ in procs.values():
-        proc.kill()
-        proc.join()
 
 
 def _on_dask(

@@ -121,8 +121,8 @@ def gap_summary(gap_table: pd.DataFrame) -> pd.DataFrame:
     over unstructured (nats), the mean relative gap (%), and how many of the gaps are
     resolved: beyond 2 seed SDs of their slice (`gaps`; points with unknown noise count as
     unresolved)."""
-    within = gap_table["within 2 seed SDs"].astype("boolean")
-    table = gap_table.assign(resolved=within.eq(False).fillna(False).astype(int))
+    resolved = gap_table["within 2 seed SDs"].eq(False).fillna(False).astype(int)
+    table = gap_table.assign(resolved=resolved)
     groups = table.groupby("pattern", sort=False)
     out = groups.agg(S=("S", "first"), points=("gap", "count"), mean=("gap", "mean"),
                      smallest=("gap", "min"), largest=("gap", "max"),
