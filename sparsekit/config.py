@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 
 from sparsekit.data import SHARED, SourceConfig, source_config
 from sparsekit.masks import parse_pattern
-from sparsekit.models.families import REGISTRY, Family, get_family, width_for
+from sparsekit.models.families import REGISTRY, Family, exact_width, get_family, width_for
 from sparsekit.schedules import SCHEDULES
 from sparsekit.validate import check_choice, check_flag, check_int, check_number, check_text
 
@@ -63,6 +64,8 @@ class Model:
     depth: int | None = None  # layers per stack; None = the family default
     head_init: float = 0.0  # ViT head kernel std at init, in units of 1/sqrt(width); 0: a
     # zero head (initial loss ln C). Added later: see LATER_FIELDS
+    exact: bool = False  # exact N: the mask keeps the dense twin's block count (the dense
+    # model at the same `nonzero`), not the width quantum's. Added later: see LATER_FIELDS
 
     def __post_init__(self) -> None:
         check_choice("model.family", self.family, list(REGISTRY))
@@ -75,6 +78,10 @@ class Model:
         if (self.nonzero is None) == (self.width is None):
             raise ValueError("model: give exactly one of nonzero (target N, an integer >= 1) "
                              "or width (an integer >= 1)")
+        check_flag("model.exact", self.exact)
+        if self.exact and self.nonzero is None:
+            raise ValueError("model.exact matches the dense twin at the same target N: give "
+                             "model.nonzero, not model.width")
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,7 @@ class Sparsity:
     start: float = 0.25  # pruning window start, fraction of training
     end: float = 0.75  # pruning window end, fraction of training
     every: int = 100  # mask recomputation interval, steps
-    embed_rule: bool = False  # prune embeddings/head to 1 - sqrt(1 - S)
+    embed_rule: bool = False  # prune embeddings/head to 1 - sqrt(1 - S): the paper's protocol
 
     def __post_init__(self) -> None:
         check_number("sparsity.target", self.target, 0, 1, high_open=True)
@@ -108,6 +115,15 @@ class Sparsity:
                 raise ValueError(f"sparsity.target must be 1 - n/m = {pattern.sparsity} for "
                                  f"pattern {self.pattern!r} (or 0 to take it), got {self.target}")
             object.__setattr__(self, "target", pattern.sparsity)
+
+    @property
+    def protocol(self) -> str:
+        """The comparison protocol's name: "paper" (embeddings and head pruned by the
+        paper's rule, `embed_rule`) or "dense-embeddings" (kept dense)."""
+        return PROTOCOLS[self.embed_rule]
+
+
+PROTOCOLS = {True: "paper", False: "dense-embeddings"}  # Sparsity.embed_rule -> protocol name
 
 
 @dataclass(frozen=True)
@@ -191,7 +207,7 @@ class Options(Mapping[str, Any]):
 
 # Fields added after results stores were keyed by `RunConfig.key()`: `to_dict()` leaves each
 # out while it holds its default, so every config written before the field keeps its key.
-LATER_FIELDS: dict[str, dict[str, Any]] = {"model": {"head_init": 0.0}}
+LATER_FIELDS: dict[str, dict[str, Any]] = {"model": {"head_init": 0.0, "exact": False}}
 
 
 @dataclass(frozen=True)
@@ -217,6 +233,10 @@ class RunConfig:
         self._check_optimizer()
         self.source_config()
         self.family().loss(self.optim.z_loss)  # ValueError for a z-loss the family lacks
+        if self.model.exact and parse_pattern(self.sparsity.pattern).kind == "nm":
+            raise ValueError(f"model.exact is for unstructured and global patterns; n:m pattern "
+                             f"{self.sparsity.pattern!r} fixes S = 1 - n/m, so its N stays at "
+                             f"the width quantum (leave model.exact false)")
         self.family().check_pattern(self.width(), self.sparsity.pattern)
 
     def _check_optimizer(self) -> None:
@@ -253,7 +273,8 @@ class RunConfig:
 
     def width(self) -> int:
         """The model width: `model.width`, or the width whose non-zero count at the target
-        sparsity is nearest `model.nonzero` (ValueError naming it when none is within 2x)."""
+        sparsity is nearest `model.nonzero` (ValueError naming it when none is within 2x);
+        with `model.exact`, nearest the dense twin's N (`exact_width`)."""
         fam = self.family()
         if self.model.width is not None:
             try:
@@ -263,9 +284,32 @@ class RunConfig:
                                  f"{fam.name}, got {self.model.width!r}") from None
             return self.model.width
         try:
+            if self.model.exact:
+                return exact_width(fam, self.model.nonzero, self.sparsity.target)[0]
             return width_for(fam, self.model.nonzero, self.sparsity.target)[0]
         except ValueError as e:
             raise ValueError(f"model.nonzero: {e}") from None
+
+    def block_sparsity(self) -> float:
+        """The sparsity the schedule takes the block matrices to: `sparsity.target`, or with
+        `model.exact` the sparsity at which this width keeps the dense twin's N
+        (`exact_width`), so a run's N matches its dense twin's to the per-tensor rounding."""
+        if not self.model.exact:
+            return self.sparsity.target
+        return exact_width(self.family(), self.model.nonzero, self.sparsity.target)[1]
+
+    def embed_sparsity(self) -> float:
+        """Final sparsity of the embeddings and head: 0 without `sparsity.embed_rule`; with
+        it, the paper's 1 - sqrt(1 - S), which keeps their non-zeros at the dense model's
+        when the width scales as 1/sqrt(1 - S). With `model.exact` it is 1 - w_twin / w
+        itself, so the non-zeros equal the dense twin's even where this family's rounded
+        MLP width makes the width ratio differ from 1/sqrt(1 - S) (by up to 3% for T5)."""
+        if not self.sparsity.embed_rule:
+            return 0.0
+        if self.model.exact:
+            twin = width_for(self.family(), self.model.nonzero, 0.0)[0]
+            return 1.0 - twin / self.width()
+        return 1.0 - math.sqrt(1.0 - self.sparsity.target)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, nested (`data.options` as a plain dict of the options given); a

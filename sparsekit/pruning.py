@@ -66,12 +66,14 @@ def check_labels(labels: Any, params: Any) -> None:
         raise ValueError(f"labels must be one of {KINDS}, got {sorted(bad)}")
 
 
-def layer_sparsity(kind: str, sparsity, *, embed_rule: bool):
-    """Sparsity of one tensor of `kind` when the block matrices are at `sparsity`."""
+def layer_sparsity(kind: str, sparsity, *, embed_rule: bool, embed_ratio: float = 1.0):
+    """Sparsity of one tensor of `kind` when the block matrices are at `sparsity`: the
+    paper's rule gives "embed" tensors 1 - sqrt(1 - embed_ratio * sparsity) (`embed_ratio`
+    1 is the rule as written; see `sparsify`'s `embed_target`)."""
     if kind == "block":
         return sparsity
     if kind == "embed" and embed_rule:
-        return 1.0 - jnp.sqrt(1.0 - sparsity)
+        return 1.0 - jnp.sqrt(1.0 - embed_ratio * sparsity)
     return 0.0
 
 
@@ -81,6 +83,7 @@ class Pruner:
 
     pattern: masklib.Pattern
     embed_rule: bool = False
+    embed_ratio: float = 1.0  # see layer_sparsity
 
     def prunable(self, kind: str) -> bool:
         return kind == "block" or (kind == "embed" and self.embed_rule)
@@ -107,7 +110,8 @@ class Pruner:
                                       sparsity, axis=0)
         if kind == "block" and self.pattern.kind == "global":
             return jnp.ones(param.shape, bool)  # filled in by the global threshold
-        s = layer_sparsity(kind, sparsity, embed_rule=self.embed_rule)
+        s = layer_sparsity(kind, sparsity, embed_rule=self.embed_rule,
+                           embed_ratio=self.embed_ratio)
         return masklib.unstructured(self.scores(param), s)
 
 
@@ -141,6 +145,7 @@ def sparsify(
     labels: Any | Callable[[Any], Any],
     pattern: str | masklib.Pattern = "unstructured",
     embed_rule: bool = False,
+    embed_target: float | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     """Wrap `inner` so that training follows `schedule` and pruned weights stay exactly zero.
 
@@ -153,11 +158,26 @@ def sparsify(
         matrices) or "N:M" (n:m along the reduction axis 0; the schedule's target must be
         1 - n/m, reached gradually by `masks.gradual_nm`).
       embed_rule: prune "embed" leaves to 1 - sqrt(1 - S) (the paper's rule).
+      embed_target: with `embed_rule`, the embed leaves' final sparsity when it is not
+        1 - sqrt(1 - target): e.g. 1 - w_twin / w, which keeps exactly the dense twin's
+        embedding non-zeros (`RunConfig.embed_sparsity`). They follow the rule's curve,
+        1 - sqrt(1 - r * s) at block sparsity s, with r set so the end lands on it.
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be a positive integer, got {total_steps}")
+    ratio = 1.0
+    if embed_target is not None:
+        if not embed_rule:
+            raise ValueError("embed_target is a setting of the embedding rule: pass "
+                             "embed_rule=True with it")
+        if not 0.0 <= embed_target < 1.0:
+            raise ValueError(f"embed_target must be in [0, 1), got {embed_target}")
+        equivalent = 1.0 - (1.0 - embed_target) ** 2  # the block sparsity the rule maps to it
+        ratio = equivalent / schedule.target if schedule.target > 0 else 1.0
+        if schedule.target == 0 and embed_target > 0:
+            raise ValueError(f"embed_target {embed_target} needs a schedule target above 0")
     pruner = Pruner(masklib.parse_pattern(pattern) if isinstance(pattern, str) else pattern,
-                    embed_rule)
+                    embed_rule, ratio)
     if pruner.pattern.kind == "nm" and abs(schedule.target - pruner.pattern.sparsity) > 1e-9:
         raise ValueError(
             f"schedule target must equal the n:m sparsity 1 - n/m = {pruner.pattern.sparsity} "
@@ -222,6 +242,11 @@ class Census:
     N: int
     dense_block: int  # block parameters before pruning (the dense width's non-embedding count)
     layers: tuple[LayerCount, ...]
+
+    @property
+    def embed(self) -> int:
+        """Non-zero embedding and head ("embed") parameters: not in N."""
+        return sum(r.nonzero for r in self.layers if r.kind == "embed")
 
     @property
     def sparsity(self) -> float:

@@ -4,7 +4,7 @@ A result is written to the store as one JSON object (`to_row()`) and read back w
 `from_row`. The family, sparsity and pattern are kept once, in the config, and written beside
 it as columns. A result does not always have every column: a run that produced nothing (an
 exception, a crashed worker) has no measurements, and a run file written before a column
-existed (`lock`, `peak_lr`, `failed_step`) lacks it. `absent` names the columns a result does
+existed (`lock`, `peak_lr`, `failed_step`, `embed_nonzero`) lacks it. `absent` names the columns a result does
 not have, and `to_row()` leaves them out, so every stored run file loads and tabulates as it
 was written.
 """
@@ -16,6 +16,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from sparsekit.config import PROTOCOLS
 
 STATUSES = ("ok", "failed")  # a result's `status`
 DERIVED = {  # column -> (config group, field): written beside the config, kept only in it
@@ -41,6 +43,7 @@ class RunResult:
     sparsity_measured: float | None = None  # zero fraction of the block matrices at the end
     total_params: int | None = None  # every parameter, zeros included
     nonzero_params: int | None = None  # every non-zero parameter
+    embed_nonzero: int | None = None  # non-zero embedding and head parameters (not in N)
     width: int | None = None  # model width d
     D: int | None = None  # data seen: tokens (T5) or images (ViT)
     unit: str | None = None  # what D counts: "tokens" or "images"
@@ -84,6 +87,12 @@ class RunResult:
     def sparsity(self) -> float:
         """Target sparsity S (config.sparsity.target)."""
         return self._derived("sparsity")
+
+    @property
+    def protocol(self) -> str:
+        """The comparison protocol (`config.Sparsity.protocol`): "paper" or
+        "dense-embeddings"."""
+        return PROTOCOLS[self.config["sparsity"]["embed_rule"]]
 
     @property
     def pattern(self) -> str:

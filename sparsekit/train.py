@@ -121,11 +121,12 @@ class Trainer:
         if init:
             self.params = load_params(init, self.params)
         sp = cfg.sparsity
-        self.schedule = schedules.make(sp.schedule, target=sp.target, start=sp.start,
+        self.schedule = schedules.make(sp.schedule, target=cfg.block_sparsity(), start=sp.start,
                                        end=sp.end, every=sp.every)
         inner = make_optimizer(cfg.optim, self.plan.steps, self.labels, self.plan.width)
         self.opt = sparsify(inner, schedule=self.schedule, total_steps=self.plan.steps,
-                            labels=self.labels, pattern=sp.pattern, embed_rule=sp.embed_rule)
+                            labels=self.labels, pattern=sp.pattern, embed_rule=sp.embed_rule,
+                            embed_target=cfg.embed_sparsity() if sp.embed_rule else None)
         self.opt_state = self.opt.init(self.params)
         loss = pure_loss(self.graphdef, self.treedef, self.fam.loss(cfg.optim.z_loss))
         self._chunk = make_chunk(loss, self.opt)
@@ -191,7 +192,7 @@ class Trainer:
         measured = dict(
             loss=loss, loss_se=loss_se, N=c.N, N_target=self.cfg.model.nonzero,
             dense_block=c.dense_block, sparsity_measured=c.sparsity, total_params=c.total,
-            nonzero_params=c.nonzero, width=p.width, D=trained["steps_done"] * p.units_per_step,
+            nonzero_params=c.nonzero, embed_nonzero=c.embed, width=p.width, D=trained["steps_done"] * p.units_per_step,
             unit=src.unit, steps=trained["steps_done"], failed_step=trained["failed_step"],
             batch=p.batch, peak_lr=self.cfg.optim.peak_lr(p.width), flops_dense=flops_dense,
             flops_sparse=flops_sparse, avg_density=density, curve=trained["curve"],

@@ -24,6 +24,7 @@ BAD_FIELDS = [
     ("model.width", 1.5, "must be an integer >= 1 or None, got 1.5"),
     ("model.depth", 0, "must be an integer >= 1 or None, got 0"),
     ("model.head_init", "big", "must be a number in [0, 10], got 'big'"),
+    ("model.exact", "yes", "must be True or False, got 'yes'"),
     ("sparsity.target", "half", "must be a number in [0, 1), got 'half'"),
     ("sparsity.pattern", 24, "must be a non-empty string, got 24"),
     ("sparsity.schedule", "linear", "must be one of ['cubic', 'oneshot', 'constant'], got "

@@ -21,8 +21,8 @@ def measured(**changes) -> dict:
     """Every measurement of a (made-up) finished run."""
     values = dict(
         loss=2.0, loss_se=0.01, N=1000, N_target=None, dense_block=2000,
-        sparsity_measured=0.5, total_params=3000, nonzero_params=2000, width=16, D=64,
-        unit="images", steps=8, failed_step=None, batch=8, peak_lr=3e-3, flops_dense=1e9,
+        sparsity_measured=0.5, total_params=3000, nonzero_params=2000, embed_nonzero=500,
+        width=16, D=64, unit="images", steps=8, failed_step=None, batch=8, peak_lr=3e-3, flops_dense=1e9,
         flops_sparse=6e8, avg_density=0.6875, curve=[[8, 2.1]], val_curve=[], wall_time_s=1.5,
         data={"fingerprint": "f"}, code_version="abc", versions={"jax": "0.10.2"},
         lock={"sha256": None, "matches": None, "drift": None},

@@ -328,6 +328,25 @@ def width_for(family: str | Family, n: float, sparsity: float) -> tuple[int, int
     return width, nearest
 
 
+def exact_width(family: str | Family, n: float, sparsity: float) -> tuple[int, float]:
+    """(width, block sparsity) of a model at nominal `sparsity` whose N equals its dense
+    twin's: the dense model whose N is nearest the target n (`width_for` at S = 0).
+
+    The width is the one whose non-zero count at `sparsity` is nearest the twin's N (and
+    at least as large as it when dense); the block sparsity is then 1 - N_twin / block
+    parameters, so the mask keeps the twin's count up to per-tensor rounding (at most half a
+    weight per matrix). It differs from `sparsity` by the width quantum's share (e.g. 0.5
+    -> 0.45-0.57 and 0.875 -> 0.86-0.89 on the default grids); the run records it as
+    `sparsity_measured`.
+    """
+    fam = get_family(family)
+    twin = width_for(fam, n, 0.0)[1]
+    width = width_for(fam, twin, sparsity)[0]
+    while fam.block_params(width) < twin:
+        width += fam.quantum
+    return width, 1.0 - twin / fam.block_params(width)
+
+
 def kinds(model: nnx.Module) -> dict:
     """Pure dict, structured like nnx.to_pure_dict(nnx.state(model, nnx.Param)), of each
     parameter's kind: "block" (pruned, in N), "embed" (embedding/head) or "dense"."""
