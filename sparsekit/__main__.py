@@ -11,6 +11,7 @@ finished, what was interrupted, and the command that resumes it) and exits with 
 from __future__ import annotations
 
 import argparse
+import errno
 import shlex
 import sys
 import warnings
@@ -193,6 +194,15 @@ def resume_command(args: argparse.Namespace) -> str:
     return shlex.join(words)
 
 
+def full_disk_hint(args: argparse.Namespace, error: Exception) -> str:
+    """For a sweep stopped by a full disk (ENOSPC): that the runs stored before it are kept,
+    and the command that resumes it once there is space; "" for any other error."""
+    if args.command != "sweep" or getattr(error, "errno", None) != errno.ENOSPC:
+        return ""
+    return (f"; the runs stored before it are kept: free space on that disk, then resume "
+            f"with: {resume_command(args)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m sparsekit` and the `sparsekit` script; returns the status."""
     p = parser()
@@ -214,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = show
             return {"train": train, "sweep": sweep}[args.command](args)
     except (ValueError, OSError, StoreBusyError) as e:  # bad input: one line, no traceback
-        print(f"{name}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}{full_disk_hint(args, e)}", file=sys.stderr)
         return 2
     except SweepInterrupted as e:
         print(f"{name}: {e}; to resume: {resume_command(args)}", file=sys.stderr)

@@ -13,8 +13,8 @@ directory, fsync, os.replace), so a killed writer leaves either the old file or 
 plus at worst a stray `.*.tmp` file that readers ignore and the next writer removes. The JSON
 is strict (NaN and infinities are written as null), so any JSON reader can use it.
 
-A run file damaged from outside (truncated, emptied to `{}`, not a result) never blocks the
-store: readers skip it with a `DamagedResultWarning` naming it (or raise `DamagedResultError`
+A run file damaged from outside (truncated, emptied to `{}`, a stray byte that is not UTF-8,
+not a result, a finished run whose loss is NaN, null or text) never blocks the store: readers skip it with a `DamagedResultWarning` naming it (or raise `DamagedResultError`
 when strict), and the writer moves it to `runs/damaged/` (`set_aside`), so a sweep runs that
 point again.
 
@@ -26,6 +26,7 @@ the curves (`curve`, `val_curve`) stay in the JSON files only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import io
 import json
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsekit.result import STATUSES, RunResult
+from sparsekit.validate import is_number
 
 RUNS = "runs"
 DAMAGED = "damaged"  # inside RUNS: run files that were not valid results, set aside
@@ -62,7 +64,9 @@ def result_problem(result: Any, key: str) -> str | None:
     """What makes `result` (a parsed run file named `key`) not a valid result, or None.
 
     A result is a JSON object with its own `key`, a `config` object and a `status` of
-    STATUSES; a finished ("ok") one also has its `loss`."""
+    STATUSES; its `loss` and `loss_se` are numbers or null (never text, which a table would
+    convert silently); a finished ("ok") one has a finite `loss` (a NaN or null one is no
+    result: reused as ok, the fits would drop it unnamed and no retry would rerun it)."""
     if not isinstance(result, dict):
         return f"holds a JSON {type(result).__name__}, not an object"
     missing = [name for name in ("key", "config", "status") if name not in result]
@@ -76,6 +80,12 @@ def result_problem(result: Any, key: str) -> str | None:
         return f"has status {result['status']!r}, not one of {list(STATUSES)}"
     if result["status"] == "ok" and "loss" not in result:
         return "is a finished run without a loss"
+    for name in ("loss", "loss_se"):  # a number, or null (JSON's NaN)
+        value = result.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"has a {name} that is not a number: {value!r}"
+    if result["status"] == "ok" and not is_number(result["loss"]):
+        return f"is a finished run whose loss is {result['loss']!r}, not a finite number"
     return None
 
 
@@ -96,19 +106,26 @@ def dumps(result: RunResult, **kw: Any) -> str:
 
 
 def _write_atomic(path: Path, write: Any) -> None:
-    """Call `write(binary file)` on a temp file next to `path`, then move it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP_SUFFIX)
+    """Call `write(binary file)` on a temp file next to `path`, then move it into place. A
+    full disk (ENOSPC) is an OSError naming `path`; the old file, if any, is left as it was."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                   suffix=_TMP_SUFFIX)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _sync_dir(path.parent)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:  # the bare error names no file: name the one not written
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
-    _sync_dir(path.parent)
 
 
 def _sync_dir(path: Path) -> None:
@@ -161,7 +178,14 @@ class Store:
     (`put`, `write_table`, `clean`) is for the process that holds `lock()`."""
 
     def __init__(self, path: str | os.PathLike):
+        """ValueError for an empty path (it would be the current directory) or the path of
+        an existing file (a store is a directory)."""
+        if not os.fspath(path):
+            raise ValueError("results store path is empty: name a directory, e.g. results/my-grid")
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise ValueError(f"results store {self.path} is an existing file, not a directory: "
+                             "a store is a directory of run files; name another path")
         self.runs = self.path / RUNS
 
     def __repr__(self) -> str:
@@ -181,11 +205,11 @@ class Store:
         is not a valid result (see `result_problem`)."""
         path = self._file(key)
         try:
-            text = path.read_text()
+            data = path.read_bytes()  # decoded below: a stray byte is damage, not an error
         except FileNotFoundError:
             return None
         try:
-            result = json.loads(text)
+            result = json.loads(data.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise DamagedResultError(f"{path}: not a valid result file (not JSON: {e})") from None
         problem = result_problem(result, key)

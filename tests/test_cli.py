@@ -159,7 +159,25 @@ SWEEP_GRID = (
 )
 
 
-@pytest.mark.parametrize("damage", ['{"key": "trunc', "{}", "[]"])
+def _with(name: str, value: object):
+    """Damage: the run file's JSON with `name` set to `value` (written as Python's json
+    writes it, so a float NaN is the non-standard token NaN)."""
+    return lambda data: json.dumps({**json.loads(data), name: value}).encode()
+
+
+DAMAGE = {
+    "truncated": lambda data: b'{"key": "trunc',
+    "emptied": lambda data: b"{}",
+    "a list": lambda data: b"[]",
+    "a stray byte": lambda data: data + b"\xff",  # not UTF-8
+    "an ok run with a NaN loss": _with("loss", float("nan")),
+    "an ok run with a null loss": _with("loss", None),
+    "a loss stored as text": _with("loss", "5.0"),
+    "a loss_se stored as text": _with("loss_se", "0.1"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
 def test_sweep_sets_a_damaged_run_file_aside_in_one_line_and_reruns_it(
     capsys, tmp_path, monkeypatch, damage
 ):
@@ -171,15 +189,65 @@ def test_sweep_sets_a_damaged_run_file_aside_in_one_line_and_reruns_it(
     grid.write_text(SWEEP_GRID)
     assert run(capsys, "sweep", str(grid), "--store", str(store))[0] == 0
     path = sorted((store / "runs").glob("*.json"))[0]
-    path.write_text(damage)
+    damaged = DAMAGE[damage](path.read_bytes())
+    path.write_bytes(damaged)
     code, _, err = run(capsys, "sweep", str(grid), "--store", str(store))
     assert code == 0 and "Traceback" not in err
     aside = store / "runs" / "damaged" / path.name
     [warning] = [line for line in err.splitlines() if "warning" in line]
     assert warning.startswith(f"sparsekit sweep: warning: {path}: not a valid result file (")
     assert warning.endswith(f"; moved to {aside}, the point counts as missing")
-    assert aside.read_text() == damage and path.is_file()
+    assert aside.read_bytes() == damaged and path.is_file()
     assert "3 reused" in err and "1 to run" in err
+
+
+@pytest.mark.parametrize(("store", "message"), [
+    ("", "results store path is empty: name a directory"),
+    ("grid", "is an existing file, not a directory: a store is a directory of run files"),
+])
+def test_a_store_path_that_is_empty_or_a_file_is_refused(capsys, tmp_path, store, message):
+    grid = tmp_path / "g.yaml"
+    grid.write_text(SWEEP_GRID)
+    store = str(grid) if store == "grid" else store
+    code, out, err = run(capsys, "sweep", str(grid), "--store", store)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith("sparsekit sweep: error: results store") and message in err
+    assert grid.read_text() == SWEEP_GRID
+
+
+def test_a_full_disk_names_the_file_and_the_resume_command(capsys, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import sparsekit.store
+    import sparsekit.sweep
+    from tests.test_sweep import toy_run
+
+    monkeypatch.setattr(sparsekit.sweep, "_train_run", toy_run)
+    grid, store = tmp_path / "g.yaml", tmp_path / "store"
+    grid.write_text(SWEEP_GRID)
+    puts, put, fsync = [], sparsekit.store.Store.put, os.fsync
+
+    def put_counted(self, result) -> None:  # the disk is full from the second run on
+        puts.append(result.key)
+        put(self, result)
+
+    def full_disk_fsync(fd: int) -> None:
+        if len(puts) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    monkeypatch.setattr(sparsekit.store.Store, "put", put_counted)
+    monkeypatch.setattr(sparsekit.store.os, "fsync", full_disk_fsync)
+    code, _, err = run(capsys, "sweep", str(grid), "--store", str(store))
+    assert code == 2 and "Traceback" not in err
+    line = err.splitlines()[-1]
+    assert line.startswith("sparsekit sweep: error: [Errno 28] No space left on device: "
+                           f"'{store / 'runs'}/")
+    assert line.endswith(f"free space on that disk, then resume with: python -m sparsekit "
+                         f"sweep {grid} --store {store}")
+    assert len(list((store / "runs").glob("*.json"))) == 1  # the first run is kept
+    assert not list((store / "runs").glob(".*"))  # no temp file left
 
 
 def test_ctrl_c_in_a_sweep_prints_one_line_with_the_resume_command(capsys, monkeypatch):
