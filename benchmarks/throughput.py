@@ -87,7 +87,8 @@ def measure(family: str, width: int, chunks: int, base: RunConfig | None = None)
     if base is None:
         cfg = RunConfig(model=Model(family, width=width), data=Data(amount=10**7, eval_examples=8))
     else:
-        cfg = base.replace(**{"model.width": width, "model.nonzero": None, "sparsity.target": 0.0})
+        cfg = base.replace(**{"model.width": width, "model.nonzero": None, "model.exact": False,
+                          "sparsity.target": 0.0})
     start = time.perf_counter()
     trainer = Trainer(cfg)
     step = 0
