@@ -16,6 +16,7 @@ name; the sweeps' grids, the command line and `RunConfig.replace` all use it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -28,7 +29,14 @@ from sparsekit.data import SHARED, SourceConfig, source_config
 from sparsekit.masks import parse_pattern
 from sparsekit.models.families import REGISTRY, Family, exact_width, get_family, width_for
 from sparsekit.schedules import SCHEDULES
-from sparsekit.validate import check_choice, check_flag, check_int, check_number, check_text
+from sparsekit.validate import (
+    as_declared,
+    check_choice,
+    check_flag,
+    check_int,
+    check_number,
+    check_text,
+)
 
 OPTIMIZERS = ("adamw", "adafactor", "sparse_adafactor")
 # Optim fields an optimizer does not read: a config may only hold their defaults there (b1's
@@ -47,6 +55,20 @@ RECIPES: dict[str, dict[str, Any]] = {
     "t5": {"batch": 32, "lr": 1e-2, "lr_width": 48, "b2": 0.98, "weight_decay": 0.0,
            "decay_to": 0.1, "z_loss": 1e-4},
 }
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _declared(obj: Any) -> None:
+    """Hold every number of frozen dataclass `obj` as its field declares (`as_declared`: an
+    int in a float field becomes that float), so a key depends on the value, not on how it was
+    written. Stored configs already hold floats there, so their keys are unchanged."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        object.__setattr__(obj, f.name, as_declared(getattr(obj, f.name), hints[f.name]))
 
 
 def _filled(obj: Any, family: str) -> Any:
@@ -82,6 +104,7 @@ class Model:
         if self.exact and self.nonzero is None:
             raise ValueError("model.exact matches the dense twin at the same target N: give "
                              "model.nonzero, not model.width")
+        _declared(self)
 
 
 @dataclass(frozen=True)
@@ -109,6 +132,8 @@ class Sparsity:
                              f"pruning window), got {self.end}")
         check_int("sparsity.every", self.every, 1)
         check_flag("sparsity.embed_rule", self.embed_rule)
+        _declared(self)
+        object.__setattr__(self, "pattern", str(pattern))  # " 2:4", "2 : 4" -> "2:4"
         if pattern.kind == "nm":
             # n:m fixes S = 1 - n/m; target 0 means "the pattern's sparsity".
             if self.target not in (0.0, pattern.sparsity):
@@ -150,6 +175,7 @@ class Optim:
         check_number("optim.weight_decay", self.weight_decay, 0, optional=True)
         check_number("optim.clip", self.clip, 0, low_open=True)
         check_number("optim.z_loss", self.z_loss, 0, optional=True)
+        _declared(self)
 
     def peak_lr(self, width: int) -> float:
         """The peak learning rate of a model of this width: lr * lr_width / width, or lr
@@ -231,7 +257,7 @@ class RunConfig:
         object.__setattr__(self, "optim", _filled(self.optim, self.model.family))
         object.__setattr__(self, "data", _filled(self.data, self.model.family))
         self._check_optimizer()
-        self.source_config()
+        self._declare_options()
         self.family().loss(self.optim.z_loss)  # ValueError for a z-loss the family lacks
         if self.model.exact and parse_pattern(self.sparsity.pattern).kind == "nm":
             raise ValueError(f"model.exact is for unstructured and global patterns; n:m pattern "
@@ -251,6 +277,15 @@ class RunConfig:
                     f"which has no {', '.join(IGNORED[self.optim.name])}; leave it unset "
                     f"(it is recorded as {defaults[name]!r})"
                 )
+
+    def _declare_options(self) -> None:
+        """Check `data.options` against the data source and hold each as its source field
+        declares (`as_declared`: `scale: 3` is `scale: 3.0`); an option that is not a field
+        (the ViT's `dataset`) stays as given."""
+        hints = _hints(type(self.source_config()))
+        options = {name: as_declared(value, hints[name]) if name in hints else value
+                   for name, value in self.data.options.items()}
+        object.__setattr__(self, "data", dataclasses.replace(self.data, options=options))
 
     def source_config(self) -> SourceConfig:
         """The typed settings of this run's data source: `data.options` with `data.seed` and
@@ -346,9 +381,8 @@ class RunConfig:
         return cls(**kw)
 
     def key(self) -> str:
-        """Stable 16-hex-digit hash of the config: the results-store key."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        """Stable 16-hex-digit hash of the config: the results-store key (`config_key`)."""
+        return config_key(self.to_dict())
 
     def replace(self, **dotted: Any) -> RunConfig:
         """A copy with overrides by dotted name, e.g. replace(**{"sparsity.target": 0.5})."""
@@ -356,6 +390,14 @@ class RunConfig:
 
 
 GROUPS = {"model": Model, "data": Data, "sparsity": Sparsity, "optim": Optim}
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """The results-store key of a config dict (`RunConfig.to_dict()`): the first 16 hex digits
+    of the sha256 of its JSON (keys sorted, no spaces), so 0 and 0.0 differ here; a RunConfig
+    holds numbers as its fields declare them, which makes them one key there."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 # --- config overrides by dotted name --------------------------------------------------------

@@ -45,7 +45,7 @@ def check_number(
 ) -> None:
     """ValueError naming `name` unless `value` is a finite number in the interval from `low`
     to `high` (None: unbounded; `*_open`: that end excluded), or None when `optional`.
-    An int is accepted as it is (not converted: configs are hashed as given)."""
+    An int is accepted (a config then holds it as the float it names: `as_declared`)."""
     _check_range(name, value, is_number(value), "number", low, high, low_open, high_open,
                  optional)
 
@@ -115,3 +115,11 @@ def check_typed(name: str, value: Any, kind: Any) -> None:
         check_text(name, value, optional=optional)
     else:
         raise TypeError(f"{name}: no check for type {kind!r}")
+
+
+def as_declared(value: Any, kind: Any) -> Any:
+    """`value` as a setting of annotated type `kind` holds it: an int given where a float is
+    declared (`float`, `float | None`) becomes that float, so 0, 0.0 and 0e0 are one value and
+    give one config key; anything else is returned as it is. Call after the check."""
+    floats = kind is float or float in typing.get_args(kind)
+    return float(value) if floats and is_int(value) else value

@@ -265,3 +265,18 @@ def test_ctrl_c_in_a_sweep_prints_one_line_with_the_resume_command(capsys, monke
         "sparsekit sweep: g: interrupted: 1 of 3 runs finished; to resume: "
         "python -m sparsekit sweep g.yaml --store 'my store' --workers 2\n"
     )
+
+
+def test_a_grid_that_writes_0_for_0_0_reuses_the_stored_runs(capsys, tmp_path, monkeypatch):
+    import sparsekit.sweep
+    from tests.test_sweep import toy_run
+
+    monkeypatch.setattr(sparsekit.sweep, "_train_run", toy_run)
+    grid, copy, store = tmp_path / "g.yaml", tmp_path / "copy.yaml", tmp_path / "store"
+    grid.write_text(SWEEP_GRID + "zipped: {sparsity.pattern: [unstructured]}\n")
+    assert run(capsys, "sweep", str(grid), "--store", str(store))[0] == 0
+    copy.write_text(SWEEP_GRID.replace("[0.0, 0.5]", "[0, 5e-1]") +
+                    "zipped: {sparsity.pattern: [' Unstructured']}\n")
+    code, _, err = run(capsys, "sweep", str(copy), "--store", str(store))
+    assert code == 0 and "4 runs, 4 reused" in err and "0 to run" in err
+    assert len(list((store / "runs").glob("*.json"))) == 4
