@@ -41,7 +41,7 @@ def _override(text: str) -> tuple[str, Any]:
     """NAME=VALUE with VALUE read as YAML (so 3e-3 is a float and true a bool)."""
     import yaml
 
-    from sparsekit.sweep import yaml_loader
+    from sparsekit.sweep import yaml_loader, yaml_problem
 
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -49,7 +49,8 @@ def _override(text: str) -> tuple[str, Any]:
     try:
         return name, yaml.load(value, Loader=yaml_loader())
     except yaml.YAMLError as e:
-        raise argparse.ArgumentTypeError(f"{name}: value {value!r} is not YAML: {e}") from None
+        raise argparse.ArgumentTypeError(
+            f"{name}: value {value!r} is not YAML: {yaml_problem(e)}") from None
 
 
 def parser() -> argparse.ArgumentParser:

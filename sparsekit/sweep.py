@@ -54,7 +54,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,15 +208,40 @@ class Grid:
 
 @functools.cache
 def yaml_loader() -> type:
-    """A safe YAML loader that also reads 1e-3 as a float (YAML 1.1 needs 1.0e-3)."""
+    """A safe YAML loader that also reads 1e-3 as a float (YAML 1.1 needs 1.0e-3) and refuses
+    a key given twice in one mapping (YAML keeps the last silently: two `axes:` blocks would
+    drop the first)."""
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, Hashable):
+                    continue  # the base constructor refuses it, naming it
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}: a mapping holds each key once",
+                        key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
 
     exponent = re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$")
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", exponent, list("-+.0123456789"))
     return Loader
+
+
+def yaml_problem(error: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (line and column), without the
+    quoted source lines PyYAML adds."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(error).split())
+    context = getattr(error, "context", None)
+    return (f"{context + ': ' if context else ''}{problem} (line {mark.line + 1}, "
+            f"column {mark.column + 1})")
 
 
 def load_grid(path: str | os.PathLike) -> Grid:
@@ -228,7 +253,7 @@ def load_grid(path: str | os.PathLike) -> Grid:
     try:
         spec = yaml.load(path.read_text(), Loader=yaml_loader())
     except yaml.YAMLError as e:
-        raise GridError(f"{path}: not valid YAML: {e}") from None
+        raise GridError(f"{path}: not valid YAML: {yaml_problem(e)}") from None
     if not isinstance(spec, dict):
         raise GridError(f"{path}: a grid file is a mapping with keys name, base, axes, zipped")
     unknown = spec.keys() - {f.name for f in dataclasses.fields(Grid)}

@@ -280,3 +280,14 @@ def test_a_grid_that_writes_0_for_0_0_reuses_the_stored_runs(capsys, tmp_path, m
     code, _, err = run(capsys, "sweep", str(copy), "--store", str(store))
     assert code == 0 and "4 runs, 4 reused" in err and "0 to run" in err
     assert len(list((store / "runs").glob("*.json"))) == 4
+
+
+def test_a_grid_with_a_key_given_twice_is_refused_naming_it(capsys, tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text(SWEEP_GRID + "axes: {model.nonzero: [2000]}\n")
+    code, out, err = run(capsys, "sweep", str(grid), "--store", str(tmp_path / "s"))
+    assert code == 2 and out == "" and not (tmp_path / "s").exists()
+    assert err == (f"sparsekit sweep: error: {grid}: not valid YAML: duplicate key 'axes': a "
+                   "mapping holds each key once (line 3, column 1)\n")
+    code, _, err = run(capsys, "train", *TINY, "--set", "data.options={a: 1, a: 2}")
+    assert code == 2 and "duplicate key 'a'" in err
