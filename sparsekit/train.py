@@ -7,7 +7,10 @@ nothing else runs; `benchmarks/throughput.py` measures how much of a step that c
 
 A non-finite training loss ends the run early with status "failed" and the error in the
 result, so a sweep records it instead of crashing: `failed_step` is the first step whose loss
-was not finite, `steps` and `D` count the steps before it, and the curve runs up to it.
+was not finite, `steps` and `D` count the steps before it, and the curve runs up to it. A run
+that trains to the end but whose final validation loss is not finite, or is at or above the
+loss of uniform predictions (a collapsed model), is recorded as failed too, with its
+measurements (`final_loss_problem`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,19 @@ def plan(cfg: RunConfig, source: Any) -> Plan:
         raise ValueError(f"data amount D={cfg.data.amount} {source.unit} is less than one step "
                          f"of batch {cfg.data.batch} ({units} {source.unit})")
     return Plan(width, steps, cfg.data.batch, units, steps * units)
+
+
+def final_loss_problem(loss: float, fam: Family) -> str | None:
+    """Why a run whose training stayed finite still has no result, or None: its final
+    validation loss is not finite, or it is at or above the family's uniform-prediction loss
+    (`Family.uniform_loss`), so the model collapsed (e.g. a far too large learning rate)."""
+    if not math.isfinite(loss):
+        return f"non-finite validation loss ({loss}) after training"
+    if loss >= fam.uniform_loss:
+        return (f"collapsed: final validation loss {loss:.4f} is at or above {fam.uniform_loss:.4f}"
+                f" = ln {fam.outputs}, the loss of uniform predictions over its {fam.outputs} "
+                f"outputs (the model learned nothing; e.g. a learning rate far too large)")
+    return None
 
 
 def stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -184,8 +200,8 @@ class Trainer:
         """The run's result: loss, sizes, data, FLOPs, provenance."""
         c = census(self.params, self.labels, self.opt_state.masks)
         p, src = self.plan, self.source
-        ok = trained["error"] is None
-        loss, loss_se = self.evaluate() if ok else (math.nan, math.nan)
+        loss, loss_se = self.evaluate() if trained["error"] is None else (math.nan, math.nan)
+        error = trained["error"] or final_loss_problem(loss, self.fam)
         density = self.schedule.average_density()
         flops_dense, flops_sparse = training_flops(self.fam, p.width, c.dense_block, density,
                                                    trained["steps_done"] * p.batch)
@@ -199,9 +215,9 @@ class Trainer:
             val_curve=trained["val_curve"], wall_time_s=wall, data=src.describe(),
             **provenance.record(),
         )
-        if ok:
+        if error is None:
             return RunResult.ok(self.cfg, **measured)
-        return RunResult.failed(self.cfg, trained["error"], **measured)
+        return RunResult.failed(self.cfg, error, **measured)
 
 
 def run(cfg: RunConfig, *, chunk: int = 25, save_to: str | None = None,

@@ -1,5 +1,6 @@
 """One training run: determinism, config errors, divergence, pruning a dense checkpoint."""
 
+import json
 import math
 
 import numpy as np
@@ -135,3 +136,61 @@ def _leaves(tree):
     import jax
 
     return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_every_committed_ok_run_ends_below_its_uniform_prediction_loss():
+    # The collapse check must not fail a legitimate run: every committed finished run ends
+    # below ln(outputs), T5 by >= 3.4 nats, the ViT teacher task by >= 1.4. One does not: an
+    # archived ViT LR pilot at lr 0.03 (the rate the recipe check rejected) ended at 4.1604,
+    # above ln 64 = 4.1589: a collapse, which a run today records as failed.
+    import dataclasses
+    from pathlib import Path
+
+    from sparsekit.models import get_family
+
+    root = Path(__file__).resolve().parents[1]
+    margins, collapsed = {}, []
+    for path in sorted(root.glob("results/**/runs/*.json")):
+        result = json.loads(path.read_text())
+        if result["status"] != "ok":
+            continue
+        fam = get_family(result["config"]["model"]["family"])
+        if fam.name == "vit":
+            fam = dataclasses.replace(fam, num_classes=result["data"]["num_classes"])
+        margin = fam.uniform_loss - result["loss"]
+        task = (fam.name, result["data"].get("generator"))
+        margins[task] = min(margin, margins.get(task, math.inf))
+        if margin <= 0:
+            collapsed.append((path.stem, result["config"]["optim"]["lr"], path.parent.parent.name))
+    assert collapsed == [("f16ef7022d62f4cc", 0.03, "vit-lr")]
+    assert margins[("t5", "span-corruption-v2")] > 3.4
+    assert margins[("vit", "teacher-v1")] > 1.4
+
+
+@pytest.mark.parametrize(("final", "error"), [
+    (lambda fam: fam.uniform_loss, "collapsed: final validation loss 5.9506 is at or above "
+                                   "5.9506 = ln 384, the loss of uniform predictions over its "
+                                   "384 outputs"),
+    (lambda fam: fam.uniform_loss + 0.5, "collapsed: final validation loss 6.4506 is at or "
+                                         "above 5.9506 = ln 384"),
+    (lambda fam: math.nan, "non-finite validation loss (nan) after training"),
+])
+def test_a_collapsed_or_non_finite_final_loss_is_a_failed_run_through_the_cli(
+    capsys, monkeypatch, final, error
+):
+    # A run whose training stayed finite: what its final validation loss says decides.
+    from sparsekit.__main__ import main
+
+    def trained(self, chunk=25, on_chunk=None):
+        return {"curve": [[8, 5.0]], "val_curve": [], "steps_done": 8, "error": None,
+                "failed_step": None}
+
+    monkeypatch.setattr(Trainer, "train", trained)
+    monkeypatch.setattr(Trainer, "evaluate", lambda self: (final(self.fam), 0.0))
+    code = main(["train", "--family", "t5", "--nonzero", "4000", "--data", "4096", "--batch",
+                 "4", "--eval-examples", "16", "--json"])
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert code == 1 and result["status"] == "failed" and result["error"].startswith(error)
+    assert err == f"sparsekit train: run failed: {result['error']}\n"
+    assert result["failed_step"] is None and result["steps"] == 8  # trained to the end

@@ -112,6 +112,17 @@ class Family:
         """Tokens per example through each block matrix (mean over the matrices)."""
         raise NotImplementedError
 
+    @property
+    def outputs(self) -> int:
+        """How many outcomes the loss is a cross-entropy over (classes, or the vocabulary)."""
+        raise NotImplementedError
+
+    @property
+    def uniform_loss(self) -> float:
+        """The loss of uniform predictions, ln(outputs): a model that ends at or above it has
+        learned nothing (a collapsed run; e.g. the T5's 5.9506 = ln 384)."""
+        return math.log(self.outputs)
+
     def flops_per_example(self, width: int) -> int:
         """Forward matmul FLOPs (2 per multiply-add) per example of the model at this width;
         training is about 3x this."""
@@ -155,6 +166,11 @@ class ViTFamily(Family):
     def block_tokens(self) -> int:
         """Every block matrix sees every patch token: `tokens`."""
         return self.tokens
+
+    @property
+    def outputs(self) -> int:
+        """The classes (`num_classes`, the data's once `for_source` has set it)."""
+        return self.num_classes
 
     def for_source(self, source: Any) -> ViTFamily:
         """With the source's class count and image size."""
@@ -222,6 +238,11 @@ class T5Family(Family):
     def loss(self, z_loss: float) -> Callable:
         """`t5_loss` with this z-loss coefficient."""
         return functools.partial(t5_loss, z_loss=z_loss)
+
+    @property
+    def outputs(self) -> int:
+        """The vocabulary the target tokens are predicted over (`vocab_size`)."""
+        return self.vocab_size
 
     @property
     def block_tokens(self) -> float:
