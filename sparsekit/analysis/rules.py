@@ -1,0 +1,122 @@
+"""Verdict rules fixed in advance: a 95% interval weighed against numbers the rule names.
+
+Every rule takes an `Interval` (an estimate with t-quantile bounds at the degrees of freedom
+there are) and thresholds stated before the data are seen, and says one of four things:
+
+- a **direction** claim ("the loss falls with S") names a smallest relevant effect R > 0. It
+  *holds* when the interval excludes zero in the claimed direction, *does not hold* when it
+  excludes R (every value in it is smaller than R in the claimed direction: the effect is
+  absent, too small or reversed), and is *undetermined* otherwise. An interval that does both
+  (a real effect, but smaller than R) does not hold: too small to count.
+- an **absence** claim ("the gap does not change with D") names the largest irrelevant change
+  R. It *holds* when the interval lies within [-R, R], *does not hold* when it lies wholly
+  outside, and is *undetermined* otherwise.
+- a **magnitude** claim ("about 1.6x") names the paper's value and a range too wide to mean
+  anything (for example 1 and twice the paper's value). It is *undetermined* when the
+  interval contains both ends of that range, and otherwise *holds* when it contains the
+  paper's value and *does not hold* when it excludes it.
+
+A claim made of parts (steps between sparsities) *holds* when every part holds, *does not
+hold* when every part does not, is *partly* when some parts hold, and otherwise undetermined.
+Data that are absent make a claim *not testable*.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from scipy import stats
+
+HOLDS, FAILS, UNDETERMINED = "holds", "does not hold", "undetermined"
+PARTLY, UNTESTABLE = "partly", "not testable"
+VERDICTS = (HOLDS, PARTLY, FAILS, UNDETERMINED, UNTESTABLE)
+LEVEL = 0.95  # every interval's coverage
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its two-sided `LEVEL` interval; `df`: the degrees of freedom of its
+    t-quantile (inf for a normal one)."""
+
+    estimate: float
+    low: float
+    high: float
+    df: float
+
+    @classmethod
+    def t(cls, estimate: float, se: float, df: float) -> Interval:
+        """estimate +- t_{df}(0.975) se (NaN bounds when se or df is unknown or df < 1)."""
+        if not (math.isfinite(se) and df >= 1):
+            return cls(float(estimate), math.nan, math.nan, float(df))
+        half = float(stats.t.ppf(0.5 + LEVEL / 2, df)) * se
+        return cls(float(estimate), estimate - half, estimate + half, float(df))
+
+    @property
+    def known(self) -> bool:
+        """Whether the bounds are known (an unbounded side, +-inf, is known)."""
+        return not (math.isnan(self.low) or math.isnan(self.high))
+
+    def scaled(self, sign: float) -> Interval:
+        """The interval of sign * estimate."""
+        a, b = sorted((sign * self.low, sign * self.high))
+        return Interval(sign * self.estimate, a, b, self.df)
+
+    def __str__(self) -> str:
+        df = "" if math.isinf(self.df) else f", {self.df:g} df"
+        return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}{df}]"
+
+
+def direction(interval: Interval, relevant: float, sign: float = -1.0) -> str:
+    """Verdict on a claimed effect of sign `sign` (-1: the value falls) with smallest
+    relevant size `relevant` > 0 (see the module docstring)."""
+    if not interval.known:
+        return UNTESTABLE
+    if not relevant > 0:
+        raise ValueError(f"relevant must be > 0, got {relevant!r}")
+    iv = interval.scaled(sign)  # now the claim is "positive"
+    if iv.high < relevant:
+        return FAILS
+    if iv.low > 0:
+        return HOLDS
+    return UNDETERMINED
+
+
+def absence(interval: Interval, relevant: float) -> str:
+    """Verdict on a claimed absence: no change beyond `relevant` > 0 either way."""
+    if not interval.known:
+        return UNTESTABLE
+    if not relevant > 0:
+        raise ValueError(f"relevant must be > 0, got {relevant!r}")
+    if -relevant <= interval.low and interval.high <= relevant:
+        return HOLDS
+    if interval.low > relevant or interval.high < -relevant:
+        return FAILS
+    return UNDETERMINED
+
+
+def magnitude(interval: Interval, paper: float, wide: tuple[float, float]) -> str:
+    """Verdict on a claimed value `paper`; an interval holding both ends of `wide` is too
+    wide to mean anything."""
+    if not interval.known:
+        return UNTESTABLE
+    if interval.low <= min(wide) and max(wide) <= interval.high:
+        return UNDETERMINED
+    if interval.low <= paper <= interval.high:
+        return HOLDS
+    return FAILS
+
+
+def combine(parts: Sequence[str]) -> str:
+    """One verdict for a claim made of parts (see the module docstring)."""
+    parts = [p for p in parts if p != UNTESTABLE]
+    if not parts:
+        return UNTESTABLE
+    if all(p == HOLDS for p in parts):
+        return HOLDS
+    if all(p == FAILS for p in parts):
+        return FAILS
+    if HOLDS in parts:
+        return PARTLY
+    return UNDETERMINED
