@@ -8,7 +8,8 @@ Units: D (`Data.amount`) is tokens for T5 (encoder input tokens) and images for 
 Every setting is checked where the config is built, before anything runs: its type and range
 (a ValueError names the dotted field, its allowed range and the value), the data source's
 options (`sparsekit.data.source_config`), settings the optimizer would ignore, and whether the
-model exists: the width a target N gives (within 2x) and an n:m pattern that fits it.
+model exists: the width a target N gives (within 2x), an n:m pattern that fits it, and
+training that fits this machine's memory (`RunConfig.check_memory`).
 `make_config` is the one way to build a config from a (partial) dict and overrides by dotted
 name; the sweeps' grids, the command line and `RunConfig.replace` all use it.
 """
@@ -25,9 +26,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sparsekit import provenance
 from sparsekit.data import SHARED, SourceConfig, source_config
 from sparsekit.masks import parse_pattern
-from sparsekit.models.families import REGISTRY, Family, exact_width, get_family, width_for
+from sparsekit.models.families import (
+    REGISTRY,
+    TRAINING_BYTES_PER_PARAM,
+    Family,
+    census,
+    exact_width,
+    get_family,
+    largest_width,
+    training_bytes,
+    width_for,
+)
 from sparsekit.schedules import SCHEDULES
 from sparsekit.validate import (
     as_declared,
@@ -69,6 +81,12 @@ def _declared(obj: Any) -> None:
     hints = _hints(type(obj))
     for f in dataclasses.fields(obj):
         object.__setattr__(obj, f.name, as_declared(getattr(obj, f.name), hints[f.name]))
+
+
+def _gib(size: float) -> str:
+    """Bytes in GiB for a message, e.g. "23.5 GiB"."""
+    gib = size / 2**30
+    return f"{gib:,.2f} GiB" if gib < 1e6 else f"{gib:.3g} GiB"
 
 
 def _filled(obj: Any, family: str) -> Any:
@@ -309,7 +327,9 @@ class RunConfig:
     def width(self) -> int:
         """The model width: `model.width`, or the width whose non-zero count at the target
         sparsity is nearest `model.nonzero` (ValueError naming it when none is within 2x);
-        with `model.exact`, nearest the dense twin's N (`exact_width`)."""
+        with `model.exact`, nearest the dense twin's N (`exact_width`). A model whose
+        training would not fit in this machine's memory is a ValueError naming the memory it
+        needs and the largest N (or width) that fits (`check_memory`)."""
         fam = self.family()
         if self.model.width is not None:
             try:
@@ -317,13 +337,46 @@ class RunConfig:
             except ValueError:
                 raise ValueError(f"model.width must be a multiple of {fam.quantum} for "
                                  f"{fam.name}, got {self.model.width!r}") from None
-            return self.model.width
+            return self.check_memory(self.model.width)
+        self.check_memory(None)  # before the search: a target too large fails at once
         try:
             if self.model.exact:
-                return exact_width(fam, self.model.nonzero, self.sparsity.target)[0]
-            return width_for(fam, self.model.nonzero, self.sparsity.target)[0]
+                width = exact_width(fam, self.model.nonzero, self.sparsity.target)[0]
+            else:
+                width = width_for(fam, self.model.nonzero, self.sparsity.target)[0]
         except ValueError as e:
             raise ValueError(f"model.nonzero: {e}") from None
+        return self.check_memory(width)
+
+    def check_memory(self, width: int | None) -> int:
+        """`width` (None: the target N only), or a ValueError when training the model would
+        not fit in this machine's memory (`provenance.memory_bytes`): it names the memory the
+        model needs at least (`training_bytes`: block parameters only, so it never refuses a
+        model that fits) and the largest N (with model.nonzero) or width that fits."""
+        fam, target = self.family(), self.sparsity.target
+        memory = provenance.memory_bytes()
+        widest = largest_width(fam, memory)
+        largest = census(fam.block_shapes(widest), target) if widest else 0
+        if width is None:
+            n = self.model.nonzero
+            if n <= largest:
+                return width
+            params = n / (1.0 - target)  # block parameters of a model with N = n at S
+            model, need = f"about {params:.3g} block parameters", TRAINING_BYTES_PER_PARAM * params
+        elif width <= widest:
+            return width
+        else:
+            params = fam.block_params(width)
+            model, need = f"{params:,} block parameters", training_bytes(fam, width)
+        fits = (f"the largest that fits: N = {largest:,} at S = {target:g} (width {widest})"
+                if widest else "no model fits")
+        what = (f"model.nonzero must be an integer from 1 to {largest:,}" if self.model.nonzero
+                else f"model.width must be a multiple of {fam.quantum} up to {widest}")
+        raise ValueError(
+            f"{what} on this machine, got {self.model.nonzero or width}: training that "
+            f"{fam.name} model ({model}) takes at least {_gib(need)} ({TRAINING_BYTES_PER_PARAM} "
+            f"bytes per block parameter: weights, gradients, Adam moments, update, mask), more "
+            f"than this machine's {_gib(memory)} of memory; {fits}")
 
     def block_sparsity(self) -> float:
         """The sparsity the schedule takes the block matrices to: `sparsity.target`, or with

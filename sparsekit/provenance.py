@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import jax
-
 import sparsekit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +46,7 @@ def code_version() -> str:
 def versions() -> dict[str, str]:
     """Versions of the interpreter and the libraries that change the numbers."""
     import flax
+    import jax
     import numpy
     import optax
 
@@ -136,9 +135,26 @@ def cpu_model(cpuinfo: str | os.PathLike = CPUINFO) -> str:
     return platform.processor()
 
 
+CGROUP_MEMORY = Path("/sys/fs/cgroup/memory.max")  # Linux cgroup v2: this group's memory limit
+
+
+@cache
+def memory_bytes(cgroup_limit: str | os.PathLike = CGROUP_MEMORY) -> int:
+    """The memory this process may use (bytes): the machine's physical memory, or its cgroup's
+    limit (a container's) when that is lower."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path(cgroup_limit).read_text().strip()
+    except OSError:
+        return memory
+    return min(memory, int(limit)) if limit.isdigit() else memory  # "max": no limit
+
+
 def machine() -> dict[str, str | int]:
     """Where the computation ran: host, CPU model and count, accelerator kind, and the
     XLA_FLAGS environment variable when it is set (it can change the numbers)."""
+    import jax  # here, not at the top: config checks and `make env` read the rest without it
+
     device = jax.devices()[0]
     found = {"host": platform.node(), "platform": sys.platform, "machine": platform.machine(),
              "cpu": cpu_model(), "cpus": os.cpu_count() or 0, "backend": jax.default_backend(),

@@ -291,3 +291,44 @@ def test_a_grid_with_a_key_given_twice_is_refused_naming_it(capsys, tmp_path):
                    "mapping holds each key once (line 3, column 1)\n")
     code, _, err = run(capsys, "train", *TINY, "--set", "data.options={a: 1, a: 2}")
     assert code == 2 and "duplicate key 'a'" in err
+
+
+@pytest.mark.parametrize(("size", "message"), [
+    (["--nonzero", "50000000"],
+     "model.nonzero must be an integer from 1 to 44,236,800 on this machine, got 50000000: "
+     "training that vit model (about 5e+07 block parameters) takes at least 1.12 GiB (24 bytes "
+     "per block parameter: weights, gradients, Adam moments, update, mask), more than this "
+     "machine's 1.00 GiB of memory; the largest that fits: N = 44,236,800 at S = 0 (width 960)"),
+    (["--nonzero", "50000000", "--sparsity", "0.5"],
+     "model.nonzero must be an integer from 1 to 22,118,400 on this machine, got 50000000: "
+     "training that vit model (about 1e+08 block parameters) takes at least 2.24 GiB"),
+    (["--width", "968"],
+     "model.width must be a multiple of 8 up to 960 on this machine, got 968: training that "
+     "vit model (44,977,152 block parameters) takes at least 1.01 GiB"),
+    (["--nonzero", str(10**29)], "model.nonzero must be an integer from 1 to 44,236,800 on "
+                                 "this machine, got " + str(10**29)),
+])
+def test_a_model_too_large_for_the_memory_is_refused_naming_the_largest_that_fits(
+    capsys, monkeypatch, size, message
+):
+    import sparsekit.train
+    from sparsekit import provenance
+
+    def never(*args, **kw):
+        raise AssertionError("a model that does not fit must not start training")
+
+    monkeypatch.setattr(provenance, "memory_bytes", lambda: 2**30)  # a 1 GiB machine
+    monkeypatch.setattr(sparsekit.train, "run", never)
+    argv = ["train", "--family", "vit", "--data", "64", *size]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1
+    assert err.startswith(f"sparsekit train: error: {message}")
+
+
+def test_the_largest_model_that_fits_is_accepted(monkeypatch):
+    from sparsekit import provenance
+
+    monkeypatch.setattr(provenance, "memory_bytes", lambda: 2**30)
+    args = parser().parse_args(["train", "--family", "vit", "--data", "64", "--nonzero",
+                                "44236800"])
+    assert train_config(args).width() == 960

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from pathlib import Path
 
 import jax
 import jax.extend as jex
@@ -23,6 +24,7 @@ from sparsekit.models import (
     shift_right,
     width_for,
 )
+from sparsekit.models.families import largest_width, training_bytes
 from sparsekit.models.layers import Linear, add_shared
 from sparsekit.models.t5 import (
     MAX_DISTANCE,
@@ -407,3 +409,52 @@ def test_width_for_refuses_a_target_no_width_reaches():
     with pytest.raises(ValueError, match=rf"nearest N a width reaches is {smallest:,} \(width 8"):
         width_for(T5, smallest / 2.01, 0.0)
     assert T5.with_depth(1).block_params(8) < smallest and T5.with_depth(None) is T5
+
+
+def _linear_width_for(family, n, sparsity):
+    """The width search as it was (one quantum at a time): the oracle for `width_for`."""
+    fam = get_family(family)
+    measured = lambda w: census(fam.block_shapes(w), sparsity)  # noqa: E731
+    above = fam.quantum
+    while measured(above) < n:
+        above += fam.quantum
+    below = max(above - fam.quantum, fam.quantum)
+    width = min((below, above), key=lambda w: abs(math.log(measured(w) / n)))
+    return width, measured(width)
+
+
+def test_width_for_finds_the_width_the_linear_search_found():
+    # Every N of the default grids (at its own depth and sparsity), and a fine geometric
+    # range from the smallest model to 4M at the grids' sparsities: the same (width, N).
+    from sparsekit.sweep import load_grid
+
+    root = Path(__file__).resolve().parents[1]
+    cases = {(cfg.family(), cfg.model.nonzero, cfg.sparsity.target)
+             for grid in ("t5.yaml", "vit.yaml")
+             for cfg in load_grid(root / "sweeps" / grid).configs() if cfg.model.nonzero}
+    assert len(cases) >= 30
+    for name in ("vit", "t5"):
+        for s in (0.0, 0.5, 0.75, 0.875, 0.95):
+            cases |= {(get_family(name), round(n), s) for n in np.geomspace(3000, 4e6, 150)}
+    for fam, n, s in cases:
+        assert width_for(fam, n, s) == _linear_width_for(fam, n, s), (fam.name, n, s)
+
+
+@pytest.mark.parametrize("family", ["vit", "t5"])
+def test_largest_width_is_the_widest_whose_training_fits(family):
+    for memory in (10**6, 2**30, 23 * 2**30, 10**15):
+        widest = largest_width(family, memory)
+        quantum = get_family(family).quantum
+        assert training_bytes(family, widest + quantum) > memory
+        assert widest == 0 or training_bytes(family, widest) <= memory
+    assert largest_width(family, 1) == 0
+
+
+def test_memory_is_the_cgroup_limit_when_lower(tmp_path):
+    from sparsekit.provenance import memory_bytes
+
+    physical = memory_bytes.__wrapped__(tmp_path / "none")
+    (tmp_path / "max").write_text("max\n")
+    (tmp_path / "small").write_text("1073741824\n")
+    assert memory_bytes.__wrapped__(tmp_path / "max") == physical > 2**30
+    assert memory_bytes.__wrapped__(tmp_path / "small") == 2**30

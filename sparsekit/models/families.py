@@ -314,6 +314,40 @@ def census(shapes: list[Shape], sparsity: float) -> int:
 
 
 REACH = 2.0  # width_for refuses a target N that no width reaches within this factor
+# Bytes a training step holds per block parameter, at least: float32 params, gradients, Adam's
+# two moments and the update (5 x 4), the bool mask (1), and 3 for XLA's temporaries. The
+# embeddings and activations come on top, so `training_bytes` is a lower bound.
+TRAINING_BYTES_PER_PARAM = 24
+
+
+def smallest_width(family: str | Family, reaches: Callable[[int], bool]) -> int:
+    """The smallest width (a multiple of the family's quantum) at which `reaches(width)` holds,
+    for a predicate that holds at every wider width once it holds (e.g. N >= n: a model's N
+    grows with its width). Doubling, then bisection: about 2 log2(width / quantum) calls."""
+    q = get_family(family).quantum
+    high = 1
+    while not reaches(high * q):  # reaches(low * q) is false below, low = high / 2 (or 0)
+        high *= 2
+    low = high // 2
+    while high - low > 1:
+        mid = (low + high) // 2
+        if reaches(mid * q):
+            high = mid
+        else:
+            low = mid
+    return high * q
+
+
+def training_bytes(family: str | Family, width: int) -> int:
+    """Memory a training step of the model at `width` needs, at least (bytes): its dense block
+    parameters x TRAINING_BYTES_PER_PARAM."""
+    return TRAINING_BYTES_PER_PARAM * get_family(family).block_params(width)
+
+
+def largest_width(family: str | Family, memory: int) -> int:
+    """The widest model whose training fits in `memory` bytes (`training_bytes`); 0 if none."""
+    fam = get_family(family)
+    return smallest_width(fam, lambda width: training_bytes(fam, width) > memory) - fam.quantum
 
 
 def width_for(family: str | Family, n: float, sparsity: float) -> tuple[int, int]:
@@ -322,7 +356,8 @@ def width_for(family: str | Family, n: float, sparsity: float) -> tuple[int, int
     Returns (width, N_measured). The relative miss is at most about one width quantum over
     the width (e.g. 8/64 -> up to ~12% in N), so fit laws on N_measured, not on n. A target
     that no width reaches within a factor REACH (below the smallest model) is a ValueError
-    giving the nearest reachable N.
+    giving the nearest reachable N. The search doubles, then bisects (`smallest_width`), so
+    a huge target costs about 2 log2(width) census evaluations, not width / quantum.
     """
     fam = get_family(family)
     if not 0.0 <= sparsity < 1.0:
@@ -333,9 +368,7 @@ def width_for(family: str | Family, n: float, sparsity: float) -> tuple[int, int
     def measured(width: int) -> int:
         return census(fam.block_shapes(width), sparsity)
 
-    above = fam.quantum
-    while measured(above) < n:  # N grows monotonically with width
-        above += fam.quantum
+    above = smallest_width(fam, lambda width: measured(width) >= n)  # N grows with width
     below = max(above - fam.quantum, fam.quantum)
     width = min((below, above), key=lambda w: abs(math.log(measured(w) / n)))
     nearest = measured(width)
