@@ -116,6 +116,13 @@ def test_direction_rule(interval, expected):
     assert direction(interval, 0.01, -1) == expected
 
 
+def test_an_unknown_threshold_is_not_testable_and_a_bad_one_an_error():
+    iv = Interval(-0.05, -0.08, -0.02, 10)
+    assert direction(iv, math.nan) == UNTESTABLE and absence(iv, math.nan) == UNTESTABLE
+    with pytest.raises(ValueError, match="relevant must be > 0"):
+        direction(iv, -0.01)
+
+
 def test_absence_and_magnitude_rules():
     assert absence(Interval(0.0, -0.005, 0.008, 5), 0.01) == HOLDS
     assert absence(Interval(0.03, 0.02, 0.04, 5), 0.01) == FAILS

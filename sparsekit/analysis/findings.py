@@ -78,6 +78,7 @@ from sparsekit.analysis.fits import (
     in_range_label,
 )
 from sparsekit.analysis.regime import within
+from sparsekit.analysis.rules import UNDETERMINED
 from sparsekit.analysis.runs import (
     Runs,
     load_stores,
@@ -578,7 +579,8 @@ def assess_views(
 # --- the chapter's tables -------------------------------------------------------------------
 
 
-VERDICT_COLOURS = {HOLDS: "#d4edda", PARTLY: "#fff3cd", FAILS: "#f8d7da", UNTESTABLE: "#e9ecef"}
+VERDICT_COLOURS = {HOLDS: "#d4edda", PARTLY: "#fff3cd", FAILS: "#f8d7da", UNTESTABLE: "#e9ecef",
+                   UNDETERMINED: "#dde7f3"}
 
 
 def verdict_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

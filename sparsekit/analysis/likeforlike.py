@@ -41,7 +41,7 @@ from sparsekit.analysis.rules import (
     direction,
     magnitude,
 )
-from sparsekit.analysis.runs import pooled_sd
+from sparsekit.analysis.runs import FAMILY_LABELS, pooled_sd
 from sparsekit.config import PROTOCOLS
 
 RELEVANT = 0.25  # the smallest relevant effect: this share of the paper's predicted one
@@ -56,10 +56,17 @@ LIKE_CLAIMS = {  # the Findings claims judged on the designed set
 }
 
 
+EXTRA = {  # store column -> the designed frame's optional column (where the store has it)
+    "embed_nonzero": "embed_nonzero", "width": "width", "sparsity_measured": "S measured",
+    "config.optim.name": "optimizer", "config.optim.lr": "lr",
+}
+
+
 def designed_frame(table: pd.DataFrame) -> pd.DataFrame:
     """The plain frame (`COLUMNS`) of a store table (`store.load`): its finished runs, with
-    the protocol named from `config.sparsity.embed_rule`."""
+    the protocol named from `config.sparsity.embed_rule`, and the `EXTRA` columns it has."""
     ok = table[table["status"] == "ok"]
+    extra = {new: ok[old].to_numpy() for old, new in EXTRA.items() if old in ok}
     return pd.DataFrame({
         "family": ok["family"],
         "protocol": ok["config.sparsity.embed_rule"].map(PROTOCOLS),
@@ -69,7 +76,7 @@ def designed_frame(table: pd.DataFrame) -> pd.DataFrame:
         "D": ok["D"],
         "seed": ok["config.seed"],
         "loss": ok["loss"].astype(float),
-    }).reset_index(drop=True)
+    }).reset_index(drop=True).assign(**extra)
 
 
 def _arm(frame: pd.DataFrame) -> pd.Series:
@@ -176,7 +183,7 @@ def _at(cell: pd.DataFrame, levels: Sequence[float], coefs: Sequence[float]):
 
 def _row(claim, family, protocol, parts, verdict, rule):
     evidence = "; ".join(f"{name}: {iv} ({v})" for name, iv, v in parts)
-    return {"claim": claim, "family": family, "protocol": protocol,
+    return {"claim": claim, "family": FAMILY_LABELS.get(family, family), "protocol": protocol,
             "statement": LIKE_CLAIMS[claim], "evidence": evidence, "rule": rule,
             "verdict": verdict}
 

@@ -70,8 +70,9 @@ class Interval:
 
 def direction(interval: Interval, relevant: float, sign: float = -1.0) -> str:
     """Verdict on a claimed effect of sign `sign` (-1: the value falls) with smallest
-    relevant size `relevant` > 0 (see the module docstring)."""
-    if not interval.known:
+    relevant size `relevant` > 0 (see the module docstring); not testable when either is
+    unknown (NaN)."""
+    if not interval.known or math.isnan(relevant):
         return UNTESTABLE
     if not relevant > 0:
         raise ValueError(f"relevant must be > 0, got {relevant!r}")
@@ -84,8 +85,9 @@ def direction(interval: Interval, relevant: float, sign: float = -1.0) -> str:
 
 
 def absence(interval: Interval, relevant: float) -> str:
-    """Verdict on a claimed absence: no change beyond `relevant` > 0 either way."""
-    if not interval.known:
+    """Verdict on a claimed absence: no change beyond `relevant` > 0 either way; not
+    testable when either is unknown (NaN)."""
+    if not interval.known or math.isnan(relevant):
         return UNTESTABLE
     if not relevant > 0:
         raise ValueError(f"relevant must be > 0, got {relevant!r}")
