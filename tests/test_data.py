@@ -23,6 +23,7 @@ from sparsekit.data import (
     max_units,
 )
 from sparsekit.data.corpus import SEPARATOR, is_validation, load_corpus, stdlib_corpus
+from sparsekit.data.images import load_arrays
 from sparsekit.data.spans import BYTE_OFFSET, NUM_SENTINELS, corrupt, noise_mask, span_lengths
 
 # ---------------------------------------------------------------------------- helpers
@@ -369,6 +370,46 @@ def test_cifar_pickles_one_pass(tmp_path):
         source.train_batch(5, 2)
     with pytest.raises(ValueError, match="data"):
         check_units(source, 11, 1)
+
+
+class _WritesMarker:
+    """Unpickled, it calls exec: what a crafted data_batch file does to pickle.load."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_batches_of_every_protocol_load(tmp_path, protocol):
+    data = _cifar_dir(tmp_path / "c")
+    for name in ("data_batch_1", "data_batch_2", "test_batch"):
+        path = tmp_path / "c" / name
+        path.write_bytes(pickle.dumps(pickle.loads(path.read_bytes()), protocol=protocol))
+    (x, _), (x_eval, y_eval) = load_arrays(tmp_path / "c")
+    assert x.shape == (10, 32, 32, 3) and y_eval.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(x_eval, data[10:].reshape(3, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def test_a_cifar_batch_that_would_run_code_is_refused_unread_through_the_cli(tmp_path, capsys):
+    from sparsekit.__main__ import main
+
+    _cifar_dir(tmp_path / "c")
+    marker, batch = tmp_path / "marker", tmp_path / "c" / "data_batch_2"
+    batch.write_bytes(pickle.dumps({b"data": _WritesMarker(marker), b"labels": [0]}))
+    code = main(["train", "--family", "vit", "--width", "8", "--data", "4", "--batch", "2",
+                 "--eval-examples", "2", "--set", f"data.options={{dataset: {tmp_path / 'c'}}}"])
+    out, err = capsys.readouterr()
+    assert not marker.exists()  # nothing ran
+    assert code == 2 and out == "" and err == (
+        f"sparsekit train: error: data: {batch} is refused, not a CIFAR-10 python batch: it "
+        "names builtins.exec; one holds only dicts, lists, bytes, text, numbers and numpy "
+        "arrays (unpickling anything else could run code)\n")
+    batch.write_bytes(pickle.dumps([1, 2]))
+    with pytest.raises(ValueError, match="data_batch_2 is not a CIFAR-10 python batch"):
+        load_arrays(tmp_path / "c")
 
 
 def test_npz_split_by_hash(tmp_path):

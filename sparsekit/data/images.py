@@ -2,13 +2,15 @@
 
 Formats:
 - a directory of CIFAR-10 python pickles: `data_batch_*` (train) and `test_batch` (eval),
-  dicts with b"data" uint8 [N, 3072] (channel-major 3 x 32 x 32) and b"labels";
+  dicts with b"data" uint8 [N, 3072] (channel-major 3 x 32 x 32) and b"labels", read by an
+  unpickler that admits only those plain types and numpy arrays (`PICKLE_GLOBALS`);
 - an `.npz` with x uint8 [N, 32, 32, 3] and y int [N]; an image is held out for eval when
   sha256 of its bytes starts with a byte < 13 (the text corpora's rule, about 5%).
 Training order is a fixed permutation drawn from `seed`; asking past the end raises ValueError
 naming `data` (no second epoch: the scaling law assumes data never repeats).
 """
 
+import codecs
 import hashlib
 import pickle
 from dataclasses import asdict, dataclass
@@ -40,11 +42,52 @@ def _split(x: np.ndarray, y: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray],
     return (x[~held], y[~held]), (x[held], y[held])
 
 
+# The only globals a CIFAR-10 python batch may name: numpy's array and dtype rebuilders (as
+# numpy 1 and 2, and pickle protocols 2-5, write them) and the bytes of a protocol-2 pickle
+# written by Python 3. Everything else a pickle can name (a function to call, a class to build)
+# is refused: unpickling calls it, so a crafted batch file could run any code.
+_REBUILD, _FROMBUFFER = np.ndarray(0).__reduce__()[0], np.zeros(1).__reduce_ex__(5)[0]
+PICKLE_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): _REBUILD,
+    ("numpy._core.multiarray", "_reconstruct"): _REBUILD,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("_codecs", "encode"): codecs.encode,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Reads dicts, lists, bytes, text, numbers and numpy arrays; any other global is an
+    UnpicklingError naming it (never imported, never called)."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}")
+        return PICKLE_GLOBALS[module, name]
+
+    def persistent_load(self, pid: object) -> object:
+        raise pickle.UnpicklingError(f"it holds a persistent id {pid!r}")
+
+
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with path.open("rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    x = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return x, np.asarray(batch[b"labels"])
+    """(x uint8 [N, 32, 32, 3], y [N]) of one CIFAR-10 python batch, read by an unpickler that
+    admits only what the format holds; ValueError naming the file for anything else."""
+    try:
+        with path.open("rb") as f:
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError) as e:
+        raise ValueError(
+            f"data: {path} is refused, not a CIFAR-10 python batch: {e or 'truncated'}; one "
+            f"holds only dicts, lists, bytes, text, numbers and numpy arrays (unpickling "
+            f"anything else could run code)") from None
+    try:
+        x = np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return x, np.asarray(batch[b"labels"])
+    except (TypeError, KeyError, ValueError, IndexError) as e:
+        raise ValueError(f"data: {path} is not a CIFAR-10 python batch (a dict with b'data' "
+                         f"uint8 [N, 3072] and b'labels'): {e!r}") from None
 
 
 def load_arrays(path: str | Path) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
