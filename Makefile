@@ -33,13 +33,20 @@ lock: $(UV)
 	$(UV) lock
 	$(EXPORT) > requirements-lock.txt
 
+# Non-empty when the installed packages differ from the lock (one installed by hand at another
+# version, say): then the stamp is remade even though it is newer than the lock.
+DRIFTED := $(shell test -f $(STAMP) && { $(PY) scripts/check_env.py >/dev/null 2>&1 || echo drifted; })
+
 # Install exactly the locked versions (sparsekit editable, every extra) and register the kernel.
-$(STAMP): pyproject.toml uv.lock | lock-check
+$(STAMP): pyproject.toml uv.lock $(if $(DRIFTED),FORCE) | lock-check
+	@test -z "$(DRIFTED)" || echo "the installed packages differ from uv.lock: re-syncing"
 	$(UV) sync --frozen --all-extras --quiet
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
 env: $(STAMP)
+
+FORCE:
 
 # An accelerator build of the locked jax on top of the locked environment, the lock unedited:
 # make accelerator JAX_EXTRA=cuda12 (or cuda13, tpu). A later re-sync (after a lock change)

@@ -138,9 +138,11 @@ def train(args: argparse.Namespace) -> int:
     cfg = train_config(args)  # bad input fails here, before anything trains
     from tqdm import tqdm
 
+    from sparsekit import provenance
     from sparsekit import train as training
     from sparsekit.store import dumps
 
+    provenance.warn_if_drifted()
     with tqdm(desc="steps", unit="step", disable=None, file=sys.stderr) as bar:
 
         def on_chunk(step: int, steps: int) -> None:
@@ -208,14 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m sparsekit` and the `sparsekit` script; returns the status."""
     p = parser()
     args = p.parse_args(argv)
+    from sparsekit.provenance import EnvironmentDriftWarning
     from sparsekit.store import DamagedResultWarning, StoreBusyError
     from sparsekit.sweep import SweepInterrupted
 
     name = f"sparsekit {args.command}"
     default_show = warnings.showwarning
 
-    def show(message, category, *rest, **kw) -> None:  # a set-aside run file: one line
-        if issubclass(category, DamagedResultWarning):
+    def show(message, category, *rest, **kw) -> None:  # a set-aside file, a drift: one line
+        if issubclass(category, DamagedResultWarning | EnvironmentDriftWarning):
             print(f"{name}: warning: {message}", file=sys.stderr)
         else:
             default_show(message, category, *rest, **kw)

@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import tomllib
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -106,6 +107,21 @@ def _checked_lock() -> tuple[str, tuple[str, ...]] | None:
     except FileNotFoundError:
         return None
     return lock.sha256, tuple(lock.drift(installed_versions()))
+
+
+class EnvironmentDriftWarning(UserWarning):
+    """The installed packages are not the versions uv.lock pins (see `warn_if_drifted`)."""
+
+
+def warn_if_drifted() -> None:
+    """One EnvironmentDriftWarning naming each package installed at a version other than the
+    lock's, so results trained here are not stored beside locked ones without a word (they
+    record it too: `lock.drift`); nothing when they match or there is no lock."""
+    drift = environment()["drift"]
+    if drift:
+        warnings.warn(f"the installed packages differ from uv.lock: {'; '.join(drift)}; results "
+                      f"record it (lock.drift); `make env` installs the locked versions",
+                      EnvironmentDriftWarning, stacklevel=2)
 
 
 def environment() -> dict[str, str | bool | list[str] | None]:

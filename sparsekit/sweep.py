@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsekit import SWEEP_WORKER_ENV, pretrained
+from sparsekit import SWEEP_WORKER_ENV, pretrained, provenance
 from sparsekit.config import RunConfig, check_field, make_config
 from sparsekit.result import RunResult
 from sparsekit.store import Store, table
@@ -558,6 +558,8 @@ def sweep(
                 f"{store.path}, {len(todo)} to run",
                 file=sys.stderr,
             )
+        if todo:
+            provenance.warn_if_drifted()
         running: dict[str, RunConfig] = {}  # the executor's runs in flight, by key
         if scheduler is not None:
             done = _on_dask(todo, runner, running, scheduler, workers)

@@ -332,3 +332,34 @@ def test_the_largest_model_that_fits_is_accepted(monkeypatch):
     args = parser().parse_args(["train", "--family", "vit", "--data", "64", "--nonzero",
                                 "44236800"])
     assert train_config(args).width() == 960
+
+
+DRIFT = ("jax 0.10.1 (locked 0.10.2)", "optax 0.2.0 (locked 0.2.5)")
+
+
+def test_a_drifted_environment_gives_one_warning_line_naming_the_differences(
+    capsys, tmp_path, monkeypatch
+):
+    import sparsekit.sweep
+    import sparsekit.train
+    from sparsekit import provenance
+    from tests.test_sweep import toy_run
+
+    monkeypatch.setattr(provenance, "_checked_lock", lambda: ("0" * 64, DRIFT))
+    monkeypatch.setattr(sparsekit.sweep, "_train_run", toy_run)
+    monkeypatch.setattr(sparsekit.train, "run", lambda cfg, **kw: toy_run(cfg))
+    expected = ("warning: the installed packages differ from uv.lock: jax 0.10.1 (locked "
+                "0.10.2); optax 0.2.0 (locked 0.2.5); results record it (lock.drift); `make env` "
+                "installs the locked versions")
+    grid, store = tmp_path / "g.yaml", tmp_path / "store"
+    grid.write_text(SWEEP_GRID)
+    code, _, err = run(capsys, "sweep", str(grid), "--store", str(store))
+    assert code == 0
+    assert [line for line in err.splitlines() if "uv.lock" in line] == [
+        f"sparsekit sweep: {expected}"]
+    code, _, err = run(capsys, "sweep", str(grid), "--store", str(store))  # nothing to train
+    assert code == 0 and "uv.lock" not in err
+    code, out, err = run(capsys, "train", *TINY)
+    assert code == 0 and out.startswith("vit S=0.0")
+    assert [line for line in err.splitlines() if "uv.lock" in line] == [
+        f"sparsekit train: {expected}"]

@@ -100,6 +100,42 @@ def test_lock_check_fails_naming_the_fix_when_pyproject_and_lock_disagree(tmp_pa
     assert edited.returncode != 0 and "run 'make lock'" in edited.stderr, edited
 
 
+@pytest.mark.parametrize(("check_exit", "syncs"), [(1, True), (0, False)])
+def test_make_env_resyncs_when_the_installed_packages_differ_from_the_lock(
+    tmp_path, check_exit, syncs
+) -> None:
+    # The stamp is newer than the lock, so only the check can make `make env` sync: a stand-in
+    # for the venv's python that exits as scripts/check_env.py does (1: drift, 0: none).
+    for name in LOCK_FILES:
+        shutil.copy(REPO / name, tmp_path)
+    (tmp_path / ".venv").mkdir()
+    stamp = tmp_path / ".venv" / ".installed"
+    stamp.touch()
+    newer = max((tmp_path / name).stat().st_mtime for name in LOCK_FILES) + 10
+    os.utime(stamp, (newer, newer))
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nexit {check_exit}\n")
+    python.chmod(0o755)
+    dry = make(tmp_path, "-n", "env", f"PY={python}")
+    assert dry.returncode == 0, dry
+    assert ("sync --frozen" in dry.stdout) is syncs, dry.stdout
+    assert ("differ from uv.lock: re-syncing" in dry.stdout) is syncs
+
+
+def test_check_env_names_each_drifted_package(monkeypatch, capsys) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("check_env", REPO / "scripts" / "check_env.py")
+    check_env = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check_env)
+    assert check_env.main() == 0 and capsys.readouterr().err == ""  # this venv is the lock's
+    monkeypatch.setattr(check_env, "environment", lambda: {
+        "drift": ["jax 0.10.1 (locked 0.10.2)", "numpy 2.0.0 (locked 2.3.1)"]})
+    assert check_env.main() == 1
+    assert capsys.readouterr().err == ("check_env: installed jax 0.10.1 (locked 0.10.2)\n"
+                                       "check_env: installed numpy 2.0.0 (locked 2.3.1)\n")
+
+
 # --- the machine a result names ---------------------------------------------------------------
 
 
