@@ -77,17 +77,18 @@ def notebook_parameters(
     return {name: value for name, value in params.items() if name in names}
 
 
-def execute(notebook: Path, parameters: dict[str, Any]) -> Path:
-    """Run one notebook into book/executed/; BuildError naming the failing cell."""
-    EXECUTED.mkdir(parents=True, exist_ok=True)
-    output = EXECUTED / notebook.name
+def execute(notebook: Path, parameters: dict[str, Any], output: Path | None = None) -> Path:
+    """Run one notebook into `output` (default: book/executed/ under its own name); BuildError
+    naming the failing cell."""
+    output = output or EXECUTED / notebook.name
+    output.parent.mkdir(parents=True, exist_ok=True)
     try:
         papermill.execute_notebook(
             str(notebook),
             str(output),
             parameters=parameters,
             kernel_name=KERNEL,
-            cwd=str(notebook.parent),  # so relative paths resolve as in Jupyter
+            cwd=str(notebook.resolve().parent),  # so relative paths resolve as in Jupyter
             progress_bar=False,
             config=KERNEL_CONFIG,  # passed on to nbclient's kernel manager
         )

@@ -177,6 +177,32 @@ def test_build_rejects_a_parameter_no_notebook_declares(capsys) -> None:
     assert "no_such_parameter: no notebook declares it" in capsys.readouterr().err
 
 
+sys.modules.setdefault("build_book", build_book)  # run_notebook imports its sibling by name
+run_notebook = _load("run_notebook", ROOT / "scripts" / "run_notebook.py")
+
+
+def test_run_notebook_refuses_a_parameter_the_notebook_lacks(tmp_path, monkeypatch,
+                                                            capsys) -> None:
+    # papermill -p t5_stor X only warns and runs on the default store; this entry point stops.
+    ran = []
+    monkeypatch.setattr(run_notebook, "execute", lambda *args, **kw: ran.append((args, kw)))
+    notebook = ROOT / "notebooks" / "04_fit_own_law.ipynb"
+    declared = build_book.parameter_names(notebook)
+    assert "t5_store" in declared and "t5_stor" not in declared
+    out = tmp_path / "out.ipynb"
+    code = run_notebook.main([str(notebook), str(out), "-p", "smoke", "true", "-p", "t5_stor",
+                              "x"])
+    assert code == 2 and ran == []
+    assert capsys.readouterr().err == (
+        "run_notebook: error: -p t5_stor: 04_fit_own_law.ipynb has no parameter 't5_stor'; its "
+        f"parameters are {', '.join(sorted(declared))}\n")
+    assert run_notebook.main([str(notebook), str(out), "-p", "t5_store", "s", "-p", "smoke",
+                              "true"]) == 0
+    assert ran == [((notebook, {"t5_store": "s", "smoke": True}), {"output": out})]
+    assert run_notebook.main([str(tmp_path / "none.ipynb"), str(out)]) == 2
+    assert "none.ipynb" in capsys.readouterr().err
+
+
 @pytest.mark.book
 def test_build_names_the_failing_notebook_and_cell(tmp_path, monkeypatch) -> None:
     path = _notebook_with(tmp_path, "n = 1", "import math\nmath.sqrt(-n)")
