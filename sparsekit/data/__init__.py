@@ -1,8 +1,10 @@
 """Offline, deterministic, never-repeating data for the T5 and ViT scaling runs.
 
 - `make_source("t5", corpus="stdlib", input_length=128, ...)`: ByT5-style span corruption
-  over the interpreter's standard library (or a local .txt / C4 JSON-lines corpus); D counts
-  encoder input tokens.
+  over the interpreter's standard library, `corpus="pinned"` over the locked environment's
+  Python source and the standard library (about 190 MB, pinned by a committed manifest:
+  `sparsekit.data.pinned`), or a local .txt / C4 JSON-lines corpus; D counts encoder input
+  tokens.
 - `make_source("vit", num_classes=256, ...)`: procedural FractalDB-style images, unlimited
   (the default, kept for the archived runs); `make_source("vit", dataset="teacher", ...)`:
   random-field images with a fixed random ViT teacher's targets and a known loss floor (the

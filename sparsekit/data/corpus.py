@@ -1,10 +1,11 @@
-"""Byte corpora: the running interpreter's standard library, or local text files.
+"""Byte corpora: the interpreter's standard library, the pinned corpus, or local text files.
 
 A corpus is two uint8 byte streams (train, validation) of documents in a fixed order joined by
 SEPARATOR. A document is held out for validation when sha256(its split key) starts with a byte
 below VAL_THRESHOLD (13/256, about 5%). The key is the relative path for the standard library
 (a file never straddles the split) and the document's own bytes for local corpora (duplicate
-documents land on the same side).
+documents land on the same side). "pinned" is the Python source of the locked environment and
+the standard library, checked against a committed manifest (`sparsekit.data.pinned`).
 
 Local corpora: a file or a directory (searched recursively, sorted relative POSIX paths) of
 - `.txt`: one document per non-empty line (the WikiText / BookCorpus dump convention);
@@ -28,6 +29,7 @@ import numpy as np
 SEPARATOR = b"\x00"  # never occurs in the stdlib sources nor in UTF-8 text: an unambiguous boundary
 VAL_THRESHOLD = 13  # first sha256 byte below this -> validation (13/256 = 5.1%)
 STDLIB = "stdlib"
+PINNED = "pinned"  # sparsekit.data.pinned
 _TEXT_SUFFIXES = (".txt", ".json", ".jsonl")
 _SKIPPED_DIRS = ("site-packages", "dist-packages")  # installed packages are not the stdlib
 
@@ -42,6 +44,7 @@ class Corpus:
     train: np.ndarray  # uint8 [train bytes]
     val: np.ndarray  # uint8 [validation bytes]
     fingerprint: str  # sha256 hex of the file list and both streams
+    manifest: str | None = None  # sha256 hex of the manifest's file list (pinned corpora)
 
     def describe(self) -> dict:
         """JSON-able summary (sizes in bytes)."""
@@ -53,6 +56,7 @@ class Corpus:
             "bytes_train": int(self.train.size),
             "bytes_val": int(self.val.size),
             "fingerprint": self.fingerprint,
+            **({"manifest": self.manifest} if self.manifest else {}),
         }
 
 
@@ -72,12 +76,19 @@ def assemble(name: str, file_names: list[str], documents: Iterable[tuple[bytes, 
             f"{len(sides[0])} train / {len(sides[1])} validation"
         )
     streams = [np.frombuffer(SEPARATOR.join(side), np.uint8) for side in sides]
-    digest = hashlib.sha256(json.dumps(file_names).encode())
-    for stream in streams:  # length-prefixed so the boundary between streams is unambiguous
-        digest.update(stream.size.to_bytes(8, "little"))
-        digest.update(stream.data)
     counts = (len(sides[0]), len(sides[1]))
-    return Corpus(name, len(file_names), counts, streams[0], streams[1], digest.hexdigest())
+    return Corpus(name, len(file_names), counts, streams[0], streams[1],
+                  stream_fingerprint(file_names, streams))
+
+
+def stream_fingerprint(file_names: list[str], streams: Iterable[np.ndarray]) -> str:
+    """sha256 hex of a corpus: its file names (JSON) and its streams, each length-prefixed so
+    the boundary between them is unambiguous."""
+    digest = hashlib.sha256(json.dumps(file_names).encode())
+    for stream in streams:
+        digest.update(stream.size.to_bytes(8, "little"))
+        digest.update(np.ascontiguousarray(stream).data)
+    return digest.hexdigest()
 
 
 @functools.cache
@@ -148,5 +159,10 @@ def local_corpus(path: str | os.PathLike) -> Corpus:
 
 
 def load_corpus(spec: str | os.PathLike) -> Corpus:
-    """The standard library for "stdlib", else a local corpus (see `local_corpus`)."""
+    """The standard library for "stdlib", the pinned corpus for "pinned"
+    (`sparsekit.data.pinned`), else a local corpus (see `local_corpus`)."""
+    if str(spec) == PINNED:
+        from sparsekit.data.pinned import pinned_corpus  # it imports this module
+
+        return pinned_corpus()
     return stdlib_corpus() if str(spec) == STDLIB else local_corpus(spec)

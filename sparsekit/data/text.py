@@ -29,7 +29,8 @@ GENERATOR = "span-corruption-v2"  # recorded in the fingerprint; bump when the a
 class TextConfig:
     """Settings of the T5 span-corruption stream."""
 
-    corpus: str = STDLIB  # "stdlib" or a local .txt / .json[l][.gz] file or directory
+    corpus: str = STDLIB  # "stdlib", "pinned" (sparsekit.data.pinned) or a local .txt /
+    # .json[l][.gz] file or directory
     input_length: int = 128  # encoder tokens per example (Li), sentinels and eos included
     noise_density: float = 0.15  # fraction of raw bytes masked out
     mean_noise_span_length: float = 20.0  # bytes per noise span (ByT5)
