@@ -2,6 +2,7 @@
 
     python -m sparsekit train --family vit --nonzero 3000 --sparsity 0.5 --data 2048 --json
     python -m sparsekit sweep sweeps/vit-smoke.yaml --store results/vit-smoke --workers 2
+    python -m sparsekit sweep sweeps/t5.yaml --store results/t5 --plan   # cost only
 
 Bad input (an invalid config, grid or store) prints one line naming the problem and exits
 with status 2; a run that fails exits with status 1. Ctrl-C prints one line (for a sweep: what
@@ -108,6 +109,9 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--recompute", action="store_true", help="rerun stored configs too")
     s.add_argument("--retry-failed", action="store_true", help="rerun stored failed configs")
+    s.add_argument("--plan", action="store_true",
+                   help="print the runs to train and to reuse and the estimated time; train "
+                        "nothing")
     return p
 
 
@@ -161,9 +165,13 @@ def train(args: argparse.Namespace) -> int:
 
 
 def sweep(args: argparse.Namespace) -> int:
-    from sparsekit.sweep import load_grid
+    from sparsekit.sweep import load_grid, plan
     from sparsekit.sweep import sweep as run_sweep
 
+    if args.plan:
+        print(plan(load_grid(args.grid), args.store, reuse=not args.recompute,
+                   retry_failed=args.retry_failed))
+        return 0
     frame = run_sweep(
         load_grid(args.grid),
         args.store,

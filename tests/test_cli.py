@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 
 import pytest
 
@@ -363,3 +364,52 @@ def test_a_drifted_environment_gives_one_warning_line_naming_the_differences(
     assert code == 0 and out.startswith("vit S=0.0")
     assert [line for line in err.splitlines() if "uv.lock" in line] == [
         f"sparsekit train: {expected}"]
+
+
+def timed_run(cfg):
+    """toy_run's result, as if trained here: 60 s + 1e-9 s per image x block parameter."""
+    from sparsekit import provenance
+    from sparsekit.sweep import work
+    from tests.test_sweep import toy_run
+
+    row = toy_run(cfg).to_row()
+    row.update(dense_block=cfg.family().block_params(cfg.width()), wall_time_s=60 + 1e-9 * work(
+        cfg), machine={"cpu": provenance.cpu_model(), "cpus": os.cpu_count()})
+    return RunResult.from_row(row)
+
+
+def test_sweep_plan_prints_the_runs_and_the_estimated_time_and_trains_nothing(
+    capsys, tmp_path, monkeypatch
+):
+    import sparsekit.sweep
+
+    monkeypatch.setattr(sparsekit.sweep, "_train_run", timed_run)
+    grid, bigger = tmp_path / "g.yaml", tmp_path / "bigger.yaml"
+    store = tmp_path / "results" / "store"
+    grid.write_text(SWEEP_GRID)
+    bigger.write_text(SWEEP_GRID.replace("[3000, 4000]", "[3000, 4000, 16000, 32000]"))
+    code, _, err = run(capsys, "sweep", str(grid), "--store", str(store), "--plan")
+    assert code == 0 and not store.exists()  # read only
+    code, _, err = run(capsys, "sweep", str(grid), "--store", str(store))  # 4 runs of 60-61 s
+    assert code == 0
+    assert (f"g: 4 runs, 0 reused from {store}, 4 to run; no time estimate: no finished vit "
+            f"run on this kind of machine in {store} or beside it to measure its rate (the "
+            "first runs will)") in err
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    code, out, err = run(capsys, "sweep", str(bigger), "--store", str(store), "--plan")
+    # the 4 new runs at the rate fitted to the 4 stored ones: 4 x 60 s + 1e-9 s x 256 images
+    # x their block parameters (a few million): 4 min
+    assert code == 0 and err == "" and out == (
+        f"bigger: 8 runs, 4 reused from {store}, 4 to run; estimated 4 min of training (vit: "
+        f"60 s + 1e-09 s per image x block parameter a run, from 4 runs in {store})\n")
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+    # a store with no runs of its own takes the rate of the stores beside it
+    code, out, _ = run(capsys, "sweep", str(bigger), "--store", str(tmp_path / "results" / "new"),
+                       "--plan")
+    assert code == 0 and "8 to run; estimated 8 min of training" in out
+    assert f"from 4 runs in {tmp_path / 'results'}/*" in out
+    # the sweep prints the same line before it trains
+    code, _, err = run(capsys, "sweep", str(bigger), "--store", str(store))
+    assert code == 0
+    assert f"bigger: 8 runs, 4 reused from {store}, 4 to run; estimated 4 min of training" in err
+    assert len(list((store / "runs").glob("*.json"))) == 8

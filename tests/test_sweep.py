@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sparsekit import SWEEP_WORKER_ENV
+from sparsekit import SWEEP_WORKER_ENV, provenance
 from sparsekit.config import RunConfig, make_config
 from sparsekit.result import RunResult
 from sparsekit.store import (
@@ -594,3 +594,25 @@ def test_a_ctrl_c_while_a_worker_starts_is_raised_once_it_is_registered():
     assert SWEEP_WORKER_ENV not in os.environ  # only the workers started in the block
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
+
+
+def test_a_rate_is_measured_on_this_kind_of_machine_only():
+    from sparsekit.sweep import measured_rate, work
+
+    cfgs = toy_grid().configs()
+
+    def timed(cfg: RunConfig, seconds: float, machine: dict) -> RunResult:
+        row = toy_run(cfg).to_row()
+        row.update(dense_block=cfg.family().block_params(cfg.width()), wall_time_s=seconds,
+                   machine=machine)
+        return RunResult.from_row(row)
+
+    here = {"cpu": provenance.cpu_model(), "cpus": os.cpu_count()}
+    elsewhere = {"cpu": "another CPU", "cpus": os.cpu_count()}
+    assert measured_rate("vit", [timed(cfgs[0], 10.0, elsewhere)], "s") is None
+    assert measured_rate("t5", [timed(cfgs[0], 10.0, here)], "s") is None
+    one = measured_rate("vit", [timed(cfgs[0], 10.0, here)], "s")  # one run: no start-up
+    assert (one.startup, one.seconds, one.runs) == (0.0, 10.0 / work(cfgs[0]), 1)
+    line = measured_rate("vit", [timed(c, 5.0 + 2e-8 * work(c), here) for c in cfgs], "s")
+    assert line.startup == pytest.approx(5.0) and line.seconds == pytest.approx(2e-8)
+    assert line.time(cfgs[1]) == pytest.approx(5.0 + 2e-8 * work(cfgs[1]))
