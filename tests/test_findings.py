@@ -23,12 +23,8 @@ import pytest
 from sparsekit import analysis
 from sparsekit.analysis import evidence
 from sparsekit.analysis.evidence import (
-    FAILS,
-    HOLDS,
-    PARTLY,
-    UNTESTABLE,
     Effect,
-    combine,
+    relevant_gain,
     rule_constant_gap,
     rule_dense_equivalent,
     rule_extrapolation,
@@ -49,6 +45,7 @@ from sparsekit.analysis.findings import (
     verdict_table,
     view_noise,
 )
+from sparsekit.analysis.rules import FAILS, HOLDS, PARTLY, UNDETERMINED, UNTESTABLE, combine
 from sparsekit.laws import PAPER_T5
 
 SIZES = np.geomspace(1e6, 32e6, 6)  # non-zero parameters
@@ -78,36 +75,42 @@ def test_combine() -> None:
     assert combine([FAILS, FAILS, UNTESTABLE]) == FAILS
     assert combine([HOLDS, FAILS]) == PARTLY
     assert combine([HOLDS, UNTESTABLE]) == PARTLY  # a part untested: not all of it holds
+    assert combine([FAILS, UNDETERMINED]) == UNDETERMINED  # "partly" only when a part holds
     assert combine([UNTESTABLE]) == combine([]) == UNTESTABLE
 
 
 def test_rule_falls() -> None:
-    assert rule_falls(Effect(-0.1, 0.01)) == HOLDS
-    assert rule_falls(Effect(-0.015, 0.01)) == FAILS  # within 2 SE: no effect
-    assert rule_falls(Effect(0.1, 0.01)) == FAILS
-    assert rule_falls(Effect(-0.1, np.nan)) == UNTESTABLE
+    assert rule_falls(Effect(-0.1, 0.01), 0.02) == HOLDS
+    assert rule_falls(Effect(-0.015, 0.01), 0.02) == UNDETERMINED  # holds 0 and -R
+    assert rule_falls(Effect(-0.005, 0.001), 0.02) == FAILS  # real, but under R
+    assert rule_falls(Effect(0.1, 0.01), 0.02) == FAILS  # reversed
+    assert rule_falls(Effect(-0.1, np.nan), 0.02) == UNTESTABLE
+    assert rule_falls(Effect(-0.1, 0.03, df=2), 0.02) == UNDETERMINED  # t_2: 4.3 SE
+    assert rule_falls(Effect(-0.1, 0.03), 0.02) == HOLDS  # the same at a normal quantile
 
 
 def test_rule_shrinks() -> None:
-    assert rule_shrinks(Effect(0.1, 0.01), Effect(0.05, 0.01)) == HOLDS
-    assert rule_shrinks(Effect(0.1, 0.01), Effect(0.01, 0.01)) == FAILS  # does not shrink
-    assert rule_shrinks(Effect(0.01, 0.01), Effect(0.05, 0.01)) == FAILS  # no gain to shrink
-    assert rule_shrinks(Effect(0.1, 0.01), Effect(0.05, np.nan)) == UNTESTABLE
+    assert rule_shrinks(Effect(0.05, 0.01), 0.01) == HOLDS
+    assert rule_shrinks(Effect(0.0, 0.002), 0.01) == FAILS  # the gains do not shrink
+    assert rule_shrinks(Effect(0.01, 0.01), 0.01) == UNDETERMINED
 
 
 def test_rule_same_exponent() -> None:
-    assert rule_same_exponent(Effect(0.001, 0.002), 0.25) == HOLDS
-    assert rule_same_exponent(Effect(0.05, 0.005), 0.25) == FAILS
-    assert rule_same_exponent(Effect(0.01, 0.001), 0.25) == HOLDS  # resolved, under 10%
-    assert rule_same_exponent(Effect(0.0, 0.1), 0.25) == UNTESTABLE  # 2 SE > 0.25 / 2
+    assert rule_same_exponent(Effect(0.001, 0.002), 0.25) == HOLDS  # within 0.0625
+    assert rule_same_exponent(Effect(0.12, 0.005), 0.25) == FAILS
+    assert rule_same_exponent(Effect(0.0, 0.1), 0.25) == UNDETERMINED  # too wide
 
 
 def test_rule_constant_gap() -> None:
-    assert rule_constant_gap(Effect(-0.1, 0.01), Effect(0.001, 0.002)) == HOLDS
-    assert rule_constant_gap(Effect(-0.1, 0.01), Effect(0.05, 0.005)) == FAILS
-    assert rule_constant_gap(Effect(-0.1, 0.01), Effect(0.005, 0.001)) == HOLDS  # under 10%
-    assert rule_constant_gap(Effect(0.001, 0.01), Effect(0.0, 0.001)) == UNTESTABLE  # no gap
-    assert rule_constant_gap(Effect(-0.1, 0.01), Effect(0.0, 0.02)) == UNTESTABLE  # too noisy
+    assert rule_constant_gap(Effect(0.001, 0.002), 0.025) == HOLDS
+    assert rule_constant_gap(Effect(0.05, 0.005), 0.025) == FAILS
+    assert rule_constant_gap(Effect(0.0, 0.02), 0.025) == UNDETERMINED  # too noisy
+
+
+def test_relevant_gain_is_a_quarter_of_the_papers_in_our_units() -> None:
+    m = PAPER_T5.dense_equivalent(np.array([0.5, 0.75]))
+    assert relevant_gain("t5", -0.08, 0.5, 0.75) == pytest.approx(0.25 * 0.08 * np.log(m[1] / m[0]))
+    assert relevant_gain("t5", -0.08, 0.0, 0.5) == pytest.approx(0.02 * np.log(m[0]))
 
 
 def test_rule_fit_error_and_extrapolation() -> None:
@@ -124,16 +127,19 @@ def test_rule_fit_error_and_extrapolation() -> None:
 def test_rule_sopt() -> None:
     assert rule_sopt((0.1, 0.3), (0.9, 1.1)) == HOLDS
     assert rule_sopt((0.1, 0.3), (2.2, 3.0)) == PARTLY  # rises, not parallel
-    assert rule_sopt((0.1, 0.3), (0.4, 2.0)) == PARTLY  # rises, parallel not resolved
-    assert rule_sopt((0.1, 0.3), (np.nan, np.nan)) == PARTLY
-    assert rule_sopt((0.0, 0.2), (0.9, 1.1)) == FAILS
-    assert rule_sopt((np.nan, np.nan), (0.9, 1.1)) == UNTESTABLE
+    assert rule_sopt((0.1, 0.3), (0.4, 2.5)) == PARTLY  # rises, parallel undetermined
+    assert rule_sopt((0.1, 0.3), (np.nan, np.nan)) == PARTLY  # a part untested
+    assert rule_sopt((-0.01, 0.02), (2.2, 3.0)) == FAILS  # flat, not parallel
+    assert rule_sopt((0.0, 0.2), (0.4, 2.5)) == UNDETERMINED
+    assert rule_sopt((np.nan, np.nan), (np.nan, np.nan)) == UNTESTABLE
 
 
 def test_rule_dense_equivalent() -> None:
     assert rule_dense_equivalent((1.5, 1.7), paper=1.59) == HOLDS
-    assert rule_dense_equivalent((1.2, 1.3), paper=1.59) == PARTLY  # a gain, not the paper's
-    assert rule_dense_equivalent((1.0, 1.05), paper=1.59) == FAILS  # noise lifts m above 1
+    assert rule_dense_equivalent((1.2, 1.3), paper=1.59) == FAILS  # a gain, not the paper's
+    assert rule_dense_equivalent((1.0, 1.05), paper=1.59) == FAILS
+    assert rule_dense_equivalent((0.9, 3.5), paper=1.59) == UNDETERMINED  # holds 1 and 1.59
+    assert rule_dense_equivalent((1.0, 2.2), paper=1.59) == UNDETERMINED  # piled at m = 1
     assert rule_dense_equivalent((np.nan, np.nan), paper=1.59) == UNTESTABLE
 
 
@@ -231,6 +237,13 @@ def test_runs_from_the_paper_law_support_every_claim() -> None:
 def test_a_loss_independent_of_S_fails_claims_1_and_8() -> None:
     table = findings(paper_runs("flat"), bootstrap=BOOTSTRAP, claims=(1, 8))
     assert list(table["verdict"]) == [FAILS, FAILS], table["evidence"].tolist()
+
+
+def test_a_flat_law_with_noise_too_large_to_decide_is_undetermined() -> None:
+    frame = paper_runs("flat")
+    frame["loss"] *= np.exp(np.random.default_rng(3).normal(0.0, 0.5, len(frame)))  # 50%
+    table = findings(frame, bootstrap=BOOTSTRAP, claims=(1, 8))
+    assert list(table["verdict"]) == [UNDETERMINED, UNDETERMINED], table["evidence"].tolist()
 
 
 def test_a_gap_halving_with_each_doubling_of_D_fails_claim_4() -> None:

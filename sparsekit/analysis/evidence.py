@@ -1,25 +1,20 @@
 """The rules behind the Findings chapter's verdicts, and the numbers they weigh.
 
-A rule (`rule_*`) turns an effect and its uncertainty into a verdict (`VERDICTS`): an effect
-within Z = 2 standard errors of zero (about 95%) is no effect, and what the runs cannot decide
-is "not testable". A claim of absence (one exponent, a constant gap) also needs the absence to
-be resolved: a difference under RELEVANT of its reference is too small to count against it, and
-an uncertainty too wide to exclude a large one leaves the claim not testable. A claim made of
-parts (sparsity steps, levels) combines its parts' verdicts (`combine`).
-
-The numbers: `cells` averages the runs over seeds at each (S, nominal size, D); `steps`,
-`curvatures` and `gaps` compare matched cells, and `mean_effect` averages a comparison over
-cells with the larger of its propagated seed noise and its paired spread across cells;
-`form_fit` fits one sparsity level alone; `contour_slope` and `frontier_slope` read the
-optimal-sparsity map of a fitted law.
-
-Units: S is the fraction of zero weights; N non-zero non-embedding parameters; D tokens (T5)
-or images (ViT); losses and seed SDs in nats; C training FLOPs.
-"""
+A rule (`rule_*`) turns an effect and its uncertainty into a verdict with the uniform rules
+of `analysis.rules`: a 95% interval (t-quantiles at the degrees of freedom there are, or
+bootstrap percentiles) against thresholds named in advance. A direction claim (the loss
+falls with S) holds when its interval excludes zero in the claimed direction and does not
+hold when it excludes the smallest relevant effect: SHARE of what the paper's law predicts,
+in the runs' own units (`relevant_gain`). An absence claim (one exponent, a constant gap)
+holds within that size and does not hold wholly beyond it. A magnitude claim (the dense
+equivalent) holds when its interval contains the paper's value and is undetermined when it
+is too wide to mean anything. Anything else is undetermined. Claims 5 and 6 weigh a fit's
+error against the seed SD."""
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import NamedTuple
@@ -28,27 +23,43 @@ import numpy as np
 import pandas as pd
 
 from sparsekit import fitting
-from sparsekit.analysis.fits import DELTA, HOLD_OUT_WITHIN, LOG, unsupported
+from sparsekit.analysis.fits import DELTA, HOLD_OUT_WITHIN, LOG, PAPER, unsupported
+from sparsekit.analysis.rules import (
+    FAILS,
+    HOLDS,
+    PARTLY,
+    UNTESTABLE,
+    Interval,
+    absence,
+    combine,
+    direction,
+    magnitude,
+)
 from sparsekit.analysis.runs import Runs
 from sparsekit.laws import Law
 
-HOLDS, PARTLY, FAILS, UNTESTABLE = "holds", "partly", "does not hold", "not testable"
-VERDICTS = (HOLDS, PARTLY, FAILS, UNTESTABLE)
-Z = 2.0  # an effect counts when it exceeds Z standard errors (about 95%)
-RELEVANT = 0.1  # a difference under this fraction of its reference does not count against a claim
+Z = 2.0  # an effect counts when it exceeds Z standard errors (about 95%): claims 9 and 10
+RELEVANT = 0.1  # a difference under this fraction of its reference does not count (claim 10)
+SHARE = 0.25  # the smallest relevant effect: this share of what the paper's law predicts
+SOPT_RISE = 0.05  # claim 7: a rise of S_opt under this (absolute S) is too small to count
 FIT_TOLERANCE = 2.0  # a law fits "within the noise" when its RMSE is at most this x the seed SD
 PAPER_ERROR = 0.01  # the paper's bar: mean |relative error| below 1% (fit and extrapolation)
-ABOUT = 0.1  # "about" the paper's dense equivalent: within 10% of it
-PARALLEL = (0.5, 2.0)  # "parallel": the slope ratio's 95% interval lies within a factor 2 of 1
+PARALLEL = (0.5, 2.0)  # claim 7: a slope ratio interval holding both is too wide to say "parallel"
 STEP = 0.05  # natural-log step of the finite differences on the S_opt map
 S_MAX = 0.99  # the largest sparsity the S_opt search allows (`Law.optimal_sparsity`'s s_max)
 
 
 class Effect(NamedTuple):
-    """A measured effect and its standard error (NaN when unknown), in nats or its unit."""
+    """A measured effect, its standard error (NaN when unknown), in nats or its unit, and
+    the degrees of freedom of that SE (inf: known or normal)."""
 
     value: float
     se: float
+    df: float = math.inf
+
+    def interval(self) -> Interval:
+        """Its 95% t-interval (`rules.Interval.t`)."""
+        return Interval.t(self.value, self.se, self.df)
 
     def above(self) -> bool:
         """The effect is positive by more than Z standard errors."""
@@ -68,59 +79,50 @@ class Effect(NamedTuple):
 
 
 # --- the rules ------------------------------------------------------------------------------
+# Claims 1-4, 7 and 8 use the uniform rules of `analysis.rules`; 5 and 6 weigh a fit's error
+# against the seed SD.
 
 
-def combine(verdicts: Sequence[str]) -> str:
-    """One verdict from a claim's parts: holds if every part holds, not testable if no part
-    could be tested, does not hold if every part tested does not hold, partly otherwise (so
-    parts that hold beside untestable ones make "partly")."""
-    tested = [v for v in verdicts if v != UNTESTABLE]
-    if not tested:
-        return UNTESTABLE
-    if all(v == HOLDS for v in verdicts):
-        return HOLDS
-    if all(v == FAILS for v in tested):
-        return FAILS
-    return PARTLY
+def relevant_gain(family: str, slope: float, s_from: float, s_to: float) -> float:
+    """SHARE x the loss change in nats the paper's law predicts from S = s_from to s_to, in
+    this family's own units: |slope| ln(m(s_to) / m(s_from)), m the paper's dense-equivalent
+    size multiple (m(0) = 1) and `slope` the runs' own dense dL/dln N (`size_slope`)."""
+    m = PAPER[family].dense_equivalent(np.array([s_from, s_to]))
+    return SHARE * abs(slope) * float(np.log(m[1] / m[0]))
 
 
-def rule_falls(step: Effect) -> str:
-    """Claim 1, one sparsity step: holds if the loss change is below -Z SE."""
-    if not np.isfinite(step.se):
-        return UNTESTABLE
-    return HOLDS if step.below() else FAILS
+def size_slope(table: pd.DataFrame, size: str, loss: str) -> float:
+    """dL/dln size of dense rows (nats per e-fold): a least-squares line in ln size at each D
+    with two or more sizes, averaged over those D; NaN if there is none."""
+    slopes = [np.polyfit(np.log(g[size].to_numpy(float)), g[loss].to_numpy(float), 1)[0]
+              for _, g in table.groupby("D") if g[size].nunique() >= 2]
+    return float(np.mean(slopes)) if slopes else np.nan
 
 
-def rule_shrinks(gain: Effect, shrink: Effect) -> str:
-    """Claim 2, two consecutive steps: holds if the first step gains (above Z SE) and the
-    gain shrinks (L_k - 2 L_k+1 + L_k+2 above Z SE)."""
-    if not (np.isfinite(gain.se) and np.isfinite(shrink.se)):
-        return UNTESTABLE
-    return HOLDS if gain.above() and shrink.above() else FAILS
+def rule_falls(step: Effect, relevant: float) -> str:
+    """Claim 1, one sparsity step: a direction claim (the loss falls) with smallest
+    relevant change `relevant` (`relevant_gain`)."""
+    return direction(step.interval(), relevant, -1.0)
+
+
+def rule_shrinks(shrink: Effect, relevant: float) -> str:
+    """Claim 2, two consecutive steps: L_k - 2 L_k+1 + L_k+2 > 0 (the second gains less), a
+    direction claim with smallest relevant shrinkage `relevant`."""
+    return direction(shrink.interval(), relevant, +1.0)
 
 
 def rule_same_exponent(difference: Effect, reference: float) -> str:
-    """Claim 3, one level: its size exponent minus the dense one (`reference`), with the SE
-    of the two independent fits. Does not hold if the difference is resolved and over
-    RELEVANT x reference; not testable if Z SE exceeds half the reference (such a test cannot
-    tell an exponent from its half); holds otherwise."""
-    if not (np.isfinite(difference.se) and np.isfinite(reference)):
+    """Claim 3, one level: its size exponent minus the dense one (`reference`), an absence
+    claim within SHARE x reference."""
+    if not np.isfinite(reference):
         return UNTESTABLE
-    if difference.resolved() and abs(difference.value) > RELEVANT * reference:
-        return FAILS
-    return UNTESTABLE if Z * difference.se > reference / 2 else HOLDS
+    return absence(difference.interval(), SHARE * abs(reference))
 
 
-def rule_constant_gap(gap: Effect, change: Effect) -> str:
-    """Claim 4, one level: the sparse-dense gap and its change per doubling of D. Not
-    testable unless the gap is resolved; does not hold if the change is resolved and over
-    RELEVANT x the gap; not testable if Z SE of the change exceeds a quarter of the gap (a
-    change that large could hide in the noise); holds otherwise."""
-    if not (np.isfinite(gap.se) and np.isfinite(change.se)) or not gap.resolved():
-        return UNTESTABLE
-    if change.resolved() and abs(change.value) > RELEVANT * abs(gap.value):
-        return FAILS
-    return UNTESTABLE if Z * change.se > abs(gap.value) / 4 else HOLDS
+def rule_constant_gap(change: Effect, relevant: float) -> str:
+    """Claim 4, one level: the gap's change per doubling of D, an absence claim within
+    `relevant` (SHARE x the level's own mean gap: a gap constant to a quarter of itself)."""
+    return absence(change.interval(), relevant)
 
 
 def rule_fit_error(rmse: float, mean_error: float, noise: float) -> str:
@@ -143,31 +145,23 @@ def rule_extrapolation(rmse: float, mean_error: float, noise: float) -> str:
 
 
 def rule_sopt(rise: tuple[float, float], ratio: tuple[float, float]) -> str:
-    """Claim 7: `rise` is the 95% interval of S_opt(largest C) - S_opt(smallest C) at fixed
-    N, `ratio` that of the contour slope over the frontier slope. Does not hold unless S_opt
-    rises (lo > 0); holds if the ratio interval contains 1 and lies within PARALLEL; partly
-    otherwise (not parallel, or too uncertain to tell)."""
-    if not np.isfinite(rise[0]):
-        return UNTESTABLE
-    if not rise[0] > 0:
-        return FAILS
-    lo, hi = ratio
-    parallel = PARALLEL[0] <= lo <= 1.0 <= hi <= PARALLEL[1]
-    return HOLDS if parallel else PARTLY
+    """Claim 7, two parts from 95% bootstrap intervals: S_opt(largest C) - S_opt(smallest
+    C) at fixed N (`rise`), a direction claim with smallest relevant rise SOPT_RISE; and the
+    contour slope over the frontier slope (`ratio`), a magnitude claim of 1 (parallel),
+    undetermined when the interval holds both ends of PARALLEL. Combined."""
+    rising = direction(Interval(math.nan, *rise, math.inf), SOPT_RISE, +1.0)
+    parallel = magnitude(Interval(math.nan, *ratio, math.inf), 1.0, PARALLEL)
+    return combine([rising, parallel])
 
 
 def rule_dense_equivalent(interval: tuple[float, float], paper: float) -> str:
-    """Claim 8, one level: the 95% interval of m(S). Does not hold unless it lies above
-    1 + RELEVANT: the sparse law's coefficients are non-negative, so m(S) >= 1 always and
-    noise alone lifts it a little above 1. Holds if it also overlaps the paper's value within
-    ABOUT; partly otherwise (a gain, not the paper's)."""
-    lo, hi = interval
-    if not (np.isfinite(lo) and np.isfinite(hi)):
+    """Claim 8, one level: the 95% bootstrap interval of m(S), a magnitude claim of the
+    paper's value, undetermined when it cannot tell that value from no gain (it holds both
+    1 and the paper's value: the sparse law's form keeps m >= 1, so refits piled at that
+    bound put 1 in the interval)."""
+    if not np.isfinite(paper):
         return UNTESTABLE
-    if lo <= 1.0 + RELEVANT:
-        return FAILS
-    matches = np.isfinite(paper) and lo <= paper * (1 + ABOUT) and hi >= paper / (1 + ABOUT)
-    return HOLDS if matches else PARTLY
+    return magnitude(Interval(math.nan, *interval, math.inf), paper, (1.0, paper))
 
 
 # --- cells: the runs averaged over seeds at each (S, size, D) ---------------------------------
@@ -209,17 +203,21 @@ def gaps(table: pd.DataFrame, noise: float = np.nan) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def mean_effect(values: np.ndarray, se: np.ndarray) -> Effect:
-    """Mean of per-cell effects with the larger of two SEs: the cells' noise SEs propagated,
-    and (for 3 or more cells) the paired SE, SD / sqrt(m); NaN SE when neither is known."""
+def mean_effect(values: np.ndarray, se: np.ndarray, df: float = math.inf) -> Effect:
+    """Mean of per-cell effects with the larger of two SEs: the cells' noise SEs propagated
+    (at the seed SD's `df`), and (for 3 or more cells) the paired SE, SD / sqrt(m), at m - 1
+    degrees of freedom; NaN SE when neither is known."""
     values, se = np.asarray(values, float), np.asarray(se, float)
     m = values.size
     if not m:
         return Effect(np.nan, np.nan)
     noise = np.sqrt(np.sum(se**2)) / m
     paired = np.std(values, ddof=1) / np.sqrt(m) if m >= 3 else np.nan
-    both = [x for x in (noise, paired) if np.isfinite(x)]
-    return Effect(float(np.mean(values)), max(both) if both else np.nan)
+    both = [(x, d) for x, d in ((noise, df), (paired, m - 1)) if np.isfinite(x)]
+    if not both:
+        return Effect(float(np.mean(values)), np.nan)
+    se_max, df_max = max(both)
+    return Effect(float(np.mean(values)), float(se_max), float(df_max))
 
 
 def _levels(table: pd.DataFrame) -> list[float]:
@@ -230,18 +228,20 @@ def _wide(table: pd.DataFrame, column: str) -> pd.DataFrame:
     return table.pivot_table(index=["size", "D"], columns="S", values=column)
 
 
-def steps(table: pd.DataFrame, noise: float) -> list[tuple[float, float, Effect]]:
-    """(S_a, S_b, mean loss change from S_a to the next level S_b over the cells with both)."""
+def steps(table: pd.DataFrame, noise: float, df: float = math.inf
+          ) -> list[tuple[float, float, Effect]]:
+    """(S_a, S_b, mean loss change from S_a to the next level S_b over the cells with both);
+    `noise` the seed SD, at `df` degrees of freedom."""
     loss, count = _wide(table, "loss"), _wide(table, "runs")
     out = []
     for a, b in itertools.pairwise(_levels(table)):
         both = loss[[a, b]].dropna().index
         se = noise * np.sqrt(1 / count.loc[both, a] + 1 / count.loc[both, b])
-        out.append((a, b, mean_effect(loss.loc[both, b] - loss.loc[both, a], se)))
+        out.append((a, b, mean_effect(loss.loc[both, b] - loss.loc[both, a], se, df)))
     return out
 
 
-def curvatures(table: pd.DataFrame, noise: float) -> list[Effect]:
+def curvatures(table: pd.DataFrame, noise: float, df: float = math.inf) -> list[Effect]:
     """For consecutive levels a, b, c: the mean of L_a - 2 L_b + L_c over the cells with all
     three (positive: the gain of step a->b exceeds that of b->c)."""
     loss, count = _wide(table, "loss"), _wide(table, "runs")
@@ -250,11 +250,11 @@ def curvatures(table: pd.DataFrame, noise: float) -> list[Effect]:
     for a, b, c in zip(levels, levels[1:], levels[2:], strict=False):
         at = loss[[a, b, c]].dropna().index
         se = noise * np.sqrt(1 / count.loc[at, a] + 4 / count.loc[at, b] + 1 / count.loc[at, c])
-        out.append(mean_effect(loss.loc[at, a] - 2 * loss.loc[at, b] + loss.loc[at, c], se))
+        out.append(mean_effect(loss.loc[at, a] - 2 * loss.loc[at, b] + loss.loc[at, c], se, df))
     return out
 
 
-def gap_trend(level: pd.DataFrame) -> tuple[Effect, Effect]:
+def gap_trend(level: pd.DataFrame, df: float = math.inf) -> tuple[Effect, Effect]:
     """(mean gap, its mean change per doubling of D) of one sparse level of a `gaps` table:
     a least-squares slope of the gap in log2 D for each size with 2 or more D, averaged."""
     slopes, slope_se = [], []
@@ -265,7 +265,7 @@ def gap_trend(level: pd.DataFrame) -> tuple[Effect, Effect]:
         w = (x - x.mean()) / np.sum((x - x.mean()) ** 2)
         slopes.append(float(np.sum(w * g["gap"].to_numpy())))
         slope_se.append(float(np.sqrt(np.sum(w**2 * g["se"].to_numpy() ** 2))))
-    return mean_effect(level["gap"], level["se"]), mean_effect(slopes, slope_se)
+    return mean_effect(level["gap"], level["se"], df), mean_effect(slopes, slope_se, df)
 
 
 # --- the fits -------------------------------------------------------------------------------

@@ -32,21 +32,14 @@ import pandas as pd
 from sparsekit import fitting
 from sparsekit.analysis.checks import store_parameter
 from sparsekit.analysis.evidence import (
-    ABOUT,
-    FAILS,
     FIT_TOLERANCE,
-    HOLDS,
     PAPER_ERROR,
     PARALLEL,
-    PARTLY,
-    RELEVANT,
-    UNTESTABLE,
-    VERDICTS,
+    SHARE,
+    SOPT_RISE,
     Effect,
-    Z,
     bootstrap_sd,
     cells,
-    combine,
     contour_slope,
     curvatures,
     form_fit,
@@ -55,6 +48,7 @@ from sparsekit.analysis.evidence import (
     gaps,
     interval,
     nominal_sizes,
+    relevant_gain,
     rule_constant_gap,
     rule_dense_equivalent,
     rule_extrapolation,
@@ -63,6 +57,7 @@ from sparsekit.analysis.evidence import (
     rule_same_exponent,
     rule_shrinks,
     rule_sopt,
+    size_slope,
     steps,
     undetermined_exponent,
 )
@@ -78,7 +73,15 @@ from sparsekit.analysis.fits import (
     in_range_label,
 )
 from sparsekit.analysis.regime import within
-from sparsekit.analysis.rules import UNDETERMINED
+from sparsekit.analysis.rules import (
+    FAILS,
+    HOLDS,
+    PARTLY,
+    UNDETERMINED,
+    UNTESTABLE,
+    VERDICTS,
+    combine,
+)
 from sparsekit.analysis.runs import (
     Runs,
     load_stores,
@@ -109,22 +112,23 @@ CLAIMS = {
     8: "A sparse model matches a dense one about 1.6 / 2.2 / 2.6x its size at 50 / 75 / 87.5%.",
 }
 STATEMENTS = {**CLAIMS, **EXTENSION_CLAIMS}  # every claim the chapter gives a verdict
+_R = (f"R = {SHARE:g} x the paper's predicted effect in this family's units: the runs' dense "
+      f"slope dL/dln N times ln m, m the paper's dense-equivalent multiple")
 RULES = {
-    1: f"each step between consecutive sparsities: the mean change of the loss over matched "
-       f"(N, D) cells; a step falls if it is below -{Z:g} SE. Holds: every step falls; does "
-       f"not hold: none does; partly otherwise",
-    2: f"for consecutive steps k, k+1: the gain of step k shrinks if it is above {Z:g} SE and "
-       f"the mean of L_k - 2 L_k+1 + L_k+2 over matched cells is above {Z:g} SE. Holds: at "
-       f"every pair; does not hold: at none; partly otherwise",
+    1: f"each step between consecutive sparsities: the mean loss change over matched (N, D) "
+       f"cells, 95% t-interval; holds below 0, does not hold above -R (too small or "
+       f"reversed), undetermined otherwise; {_R} of the step. Combined over steps",
+    2: "for consecutive steps: the mean of L_k - 2 L_k+1 + L_k+2 over matched cells, 95% "
+       "t-interval; holds above 0 (the second step gains less), does not hold below R, "
+       "undetermined otherwise; R the difference of the two steps' R. Combined over pairs",
     3: f"the Chinchilla form A/N^a + B/D^b + E fitted to each sparsity level alone; per level, "
-       f"a(S) - a(0) with the SE of the two fits (bootstrap SDs): does not hold if beyond {Z:g} "
-       f"SE and {100 * RELEVANT:g}% of a(0); not testable if {Z:g} SE exceeds a(0) / 2 or an "
-       f"exponent sits at the fit's search bound; holds otherwise. Combined over levels",
-    4: f"per sparse level, the gap L(S) - L(0) in matched cells and its change per doubling "
-       f"of D (slope in log2 D per size, averaged): not testable unless the gap exceeds {Z:g} "
-       f"SE; does not hold if the change exceeds {Z:g} SE and {100 * RELEVANT:g}% of the gap; "
-       f"not testable if {Z:g} SE of the change exceeds a quarter of the gap; holds otherwise. "
-       f"Combined over levels",
+       f"a(S) - a(0), 95% interval from the two fits' bootstrap SDs: holds within "
+       f"±{SHARE:g} a(0), does not hold wholly beyond it, undetermined otherwise; not "
+       f"testable when an exponent sits at the fit's search bound. Combined over levels",
+    4: f"per sparse level, the change of the gap L(S) - L(0) per doubling of D (slope in "
+       f"log2 D per size, averaged), 95% t-interval: holds within ±R, does not hold wholly "
+       f"beyond, undetermined otherwise; R = {SHARE:g} x the level's mean gap. Combined over "
+       f"levels",
     5: f"the sparse law fitted to every run: holds if its RMSE is at most {FIT_TOLERANCE:g} x "
        f"the seed SD; partly if not, but its mean |relative error| is under "
        f"{100 * PAPER_ERROR:g}% (the paper's bar); not testable without a seed SD",
@@ -132,16 +136,16 @@ RULES = {
        f"largest size) predicts them; per sparsity level, holds if the RMSE is at most "
        f"{FIT_TOLERANCE:g} x the seed SD or the mean |relative error| at most "
        f"{100 * PAPER_ERROR:g}%. Combined over levels",
-    7: f"sparse law, dense cost model, at the runs' geometric-mean N: S_opt must rise from "
-       f"the runs' smallest to largest compute C in 97.5% of bootstrap fits (else: does not "
-       f"hold); the slope d log N / d log C of the S_opt contour at the largest C over that "
-       f"of the frontier of a Chinchilla fit to the dense runs: holds if its 95% bootstrap "
-       f"interval contains 1 and lies within [{PARALLEL[0]:.2g}, {PARALLEL[1]:.2g}]; partly "
-       f"otherwise",
-    8: f"the sparse law's m(S) with its 95% bootstrap interval at the paper's sparsities the "
-       f"runs have: per level, does not hold if the interval reaches down to {1 + RELEVANT:g} "
-       f"(m >= 1 by the law's form); holds if it also overlaps the paper's value "
-       f"+-{100 * ABOUT:g}%; partly otherwise. Combined over levels",
+    7: f"sparse law, dense cost model, at the runs' geometric-mean N, two parts from 95% "
+       f"bootstrap intervals: S_opt's rise from the runs' smallest to largest compute C "
+       f"(holds above 0, does not hold below {SOPT_RISE:g}); the slope d log N / d log C of "
+       f"the S_opt contour at the largest C over that of the dense frontier (holds if the "
+       f"interval contains 1, undetermined if it contains both {PARALLEL[0]:g} and "
+       f"{PARALLEL[1]:g}, does not hold otherwise). Combined",
+    8: "the sparse law's m(S) with its 95% bootstrap interval at the paper's sparsities the "
+       "runs have: per level, undetermined if the interval contains both 1 (no gain; the "
+       "law's form keeps m >= 1) and the paper's value, else holds if it contains the "
+       "paper's value and does not hold if it excludes it. Combined over levels",
 }
 
 
@@ -202,6 +206,7 @@ class Assessment:
 
     runs: Runs  # the runs tested (after any D/N floor)
     noise: float = np.nan  # seed SD (nats); NaN when unknown
+    noise_df: float = np.inf  # its degrees of freedom (inf: treated as known)
     heldout: Runs | None = None  # runs never fitted, predicted for claim 6 (None: largest N)
     bootstrap: int = 100  # refits behind every interval
     seed: int = 0  # of the bootstrap resampling
@@ -210,6 +215,19 @@ class Assessment:
     def cells(self) -> pd.DataFrame:
         """The runs averaged over seeds per (S, size, D) (`cells`)."""
         return cells(self.runs)
+
+    @cached_property
+    def slope(self) -> float:
+        """The dense runs' dL/dln N (`evidence.size_slope` of the dense cells): the unit in
+        which the paper's predicted effects become nats here (`evidence.relevant_gain`)."""
+        dense = self.cells[self.cells["S"] == 0]
+        return size_slope(dense, "size", "loss")
+
+    def relevant(self, s_from: float, s_to: float) -> float:
+        """The smallest relevant loss change from s_from to s_to (`relevant_gain`)."""
+        if self.runs.family not in PAPER:
+            return np.nan
+        return relevant_gain(self.runs.family, self.slope, s_from, s_to)
 
     @property
     def gaps(self) -> pd.DataFrame:
@@ -284,17 +302,23 @@ class Assessment:
 
 
 def _claim_1(a: Assessment) -> tuple[str, str]:
-    st = steps(a.cells, a.noise)
-    evidence = "; ".join(f"{_pct(x)}->{_pct(y)}: {e.text()}" for x, y, e in st)
-    return evidence or "one sparsity level", combine([rule_falls(e) for _, _, e in st])
+    st = steps(a.cells, a.noise, a.noise_df)
+    parts = [(f"{_pct(x)}->{_pct(y)}: {e.interval()}, R {a.relevant(x, y):.2g}",
+              rule_falls(e, a.relevant(x, y))) for x, y, e in st]
+    return ("; ".join(t for t, _ in parts) or "one sparsity level",
+            combine([v for _, v in parts]))
 
 
 def _claim_2(a: Assessment) -> tuple[str, str]:
-    gains = [Effect(-e.value, e.se) for _, _, e in steps(a.cells, a.noise)]
-    pairs = list(zip(gains, curvatures(a.cells, a.noise), strict=False))
-    evidence = "; ".join(f"gain {g.text()}, then less by {c.text()}" for g, c in pairs)
-    return (evidence or "fewer than 3 sparsity levels",
-            combine([rule_shrinks(g, c) for g, c in pairs]))
+    st = steps(a.cells, a.noise, a.noise_df)
+    parts = []
+    for (x, y, _), (_, z, _), c in zip(st, st[1:], curvatures(a.cells, a.noise, a.noise_df),
+                                        strict=False):
+        r = abs(a.relevant(x, y) - a.relevant(y, z))
+        parts.append((f"{_pct(x)}->{_pct(y)}->{_pct(z)}: L_k - 2 L_k+1 + L_k+2 "
+                      f"{c.interval()}, R {r:.2g}", rule_shrinks(c, r)))
+    return ("; ".join(t for t, _ in parts) or "fewer than 3 sparsity levels",
+            combine([v for _, v in parts]))
 
 
 def _claim_3(a: Assessment) -> tuple[str, str]:
@@ -310,7 +334,7 @@ def _claim_3(a: Assessment) -> tuple[str, str]:
             verdicts.append(UNTESTABLE)
             continue
         diff = Effect(f.law.alpha - dense.law.alpha, np.hypot(bootstrap_sd(f), bootstrap_sd(dense)))
-        texts.append(f"{_pct(s)}: {f.law.alpha:.3g} (minus a(0): {diff.text()})")
+        texts.append(f"{_pct(s)}: {f.law.alpha:.3g} (minus a(0): {diff.interval()})")
         verdicts.append(rule_same_exponent(diff, dense.law.alpha))
     return "; ".join(texts), combine(verdicts)
 
@@ -318,9 +342,11 @@ def _claim_3(a: Assessment) -> tuple[str, str]:
 def _claim_4(a: Assessment) -> tuple[str, str]:
     texts, verdicts = [], []
     for s, level in a.gaps.groupby("S"):
-        gap, change = gap_trend(level)
-        texts.append(f"{_pct(s)}: gap {gap.text()}, per doubling of D {change.text()}")
-        verdicts.append(rule_constant_gap(gap, change))
+        gap, change = gap_trend(level, a.noise_df)
+        r = SHARE * abs(gap.value)
+        texts.append(f"{_pct(s)}: gap {gap.interval()}, per doubling of D {change.interval()}, "
+                     f"R {r:.2g}")
+        verdicts.append(rule_constant_gap(change, r))
     return "; ".join(texts) or "no sparse cell beside a dense one", combine(verdicts)
 
 
@@ -396,7 +422,10 @@ def _claim_8(a: Assessment) -> tuple[str, str]:
     for s in (s for s in PAPER_LEVELS if np.isclose(a.runs.S, s).any()):
         lo, hi = a.fit.intervals.get(f"dense_equivalent[S={s:g}]", (np.nan, np.nan))
         m = float(a.fit.law.dense_equivalent(s))
-        texts.append(f"{_pct(s)}: {m:.3g}x [{lo:.3g}, {hi:.3g}]")
+        draws = np.array([float(x.dense_equivalent(s)) for x in a.fit.bootstrap_laws])
+        bound = (f", m = 1 (the form's bound) in {100 * np.mean(np.isclose(draws, 1.0)):.0f}% "
+                 f"of {draws.size} refits" if draws.size and np.isclose(draws, 1.0).any() else "")
+        texts.append(f"{_pct(s)}: {m:.3g}x [{lo:.3g}, {hi:.3g}]{bound}")
         value = float(paper.dense_equivalent(s)) if paper else np.nan
         verdicts.append(rule_dense_equivalent((lo, hi), value))
     return "; ".join(texts) or "none of 50 / 75 / 87.5%", combine(verdicts)
@@ -579,8 +608,8 @@ def assess_views(
 # --- the chapter's tables -------------------------------------------------------------------
 
 
-VERDICT_COLOURS = {HOLDS: "#d4edda", PARTLY: "#fff3cd", FAILS: "#f8d7da", UNTESTABLE: "#e9ecef",
-                   UNDETERMINED: "#dde7f3"}
+VERDICT_COLOURS = {HOLDS: "#d4edda", PARTLY: "#fff3cd", FAILS: "#f8d7da",
+                   UNDETERMINED: "#dde7f3", UNTESTABLE: "#e9ecef"}
 
 
 def verdict_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:

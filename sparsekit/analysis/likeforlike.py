@@ -16,8 +16,8 @@ interval the t-quantile at those degrees of freedom (`rules.Interval.t`).
 Relevance, fixed before the data: a quarter of what the paper's law predicts, in this
 family's own units. The paper's law says a sparse model at N matches a dense one m(S) times
 larger (`Law.dense_equivalent`), so it predicts a gain of |dL/dln N| ln m(S) nats, with the
-dense slope dL/dln N measured on the set's own dense twins (`dense_slope`). `RELEVANT` is
-that quarter.
+dense slope dL/dln N measured on the set's own dense twins (`dense_slope`): the Findings
+chapter's `evidence.relevant_gain`.
 
 Units: S the fraction of zero block weights; N non-zero non-embedding parameters; D tokens
 (T5) or images (ViT); losses in nats.
@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from sparsekit.analysis.evidence import SHARE, relevant_gain, size_slope
 from sparsekit.analysis.fits import PAPER
 from sparsekit.analysis.rules import (
     LEVEL,
@@ -44,7 +45,6 @@ from sparsekit.analysis.rules import (
 from sparsekit.analysis.runs import FAMILY_LABELS, pooled_sd
 from sparsekit.config import PROTOCOLS
 
-RELEVANT = 0.25  # the smallest relevant effect: this share of the paper's predicted one
 PROTOCOL_NAMES = tuple(PROTOCOLS.values())  # ("paper", "dense-embeddings")
 DENSE = "dense"  # the arm of a dense twin, shared by every protocol
 COLUMNS = ("family", "protocol", "sparsity", "N_target", "N", "D", "seed", "loss")
@@ -136,20 +136,10 @@ def gap_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def dense_slope(frame: pd.DataFrame) -> float:
-    """dL/dln N of the dense twins (nats per e-fold of N), averaged over the data amounts
-    with two or more dense sizes (a least-squares line in ln N at each); NaN if none."""
+    """dL/dln N of the dense twins (nats per e-fold of N; `evidence.size_slope` of their
+    point means)."""
     points = point_means(frame)
-    dense = points[points["arm"] == DENSE]
-    slopes = [np.polyfit(np.log(g["N"].astype(float)), g["mean"], 1)[0]
-              for _, g in dense.groupby("D") if g["N_target"].nunique() >= 2]
-    return float(np.mean(slopes)) if slopes else np.nan
-
-
-def relevant_gain(family: str, slope: float, s_from: float, s_to: float) -> float:
-    """`RELEVANT` x the gain in nats the paper's law predicts from S = s_from to s_to:
-    |slope| ln(m(s_to) / m(s_from)), m the paper's dense equivalent (m(0) = 1)."""
-    m = PAPER[family].dense_equivalent(np.array([s_from, s_to]))
-    return RELEVANT * abs(slope) * float(np.log(m[1] / m[0]))
+    return size_slope(points[points["arm"] == DENSE], "N", "mean")
 
 
 def _levels(points: pd.DataFrame) -> list[float]:
@@ -217,8 +207,8 @@ def claim_2(family, protocol, cells, noise, slope):
 
 def claim_4(family, protocol, points, noise, slope):
     """Per sparse level: the change of the gap per doubling of D at fixed N (between a
-    size's smallest and largest D), averaged over sizes; claimed absent within a quarter of
-    the paper's predicted gap at that level."""
+    size's smallest and largest D), averaged over sizes; claimed absent within SHARE of the
+    level's mean gap over the same cells (`evidence.rule_constant_gap`'s threshold)."""
     ours = points[points["arm"].isin([protocol, DENSE])]
     parts = []
     for s in [lv for lv in _levels(ours) if lv > 0]:
@@ -234,10 +224,13 @@ def claim_4(family, protocol, points, noise, slope):
             continue
         rows = pd.concat([r for r, _ in sizes])
         iv = contrast(rows, np.concatenate([w for _, w in sizes]) / len(sizes), noise)
-        r = relevant_gain(family, slope, 0.0, s)
+        gap = contrast(rows, np.tile([1.0, -1.0, 1.0, -1.0], len(sizes)) / (2 * len(sizes)),
+                       noise)
+        r = SHARE * abs(gap.estimate)
         parts.append((f"S {s:g} (R {r:.3g})", iv, absence(iv, r)))
     return _row(4, family, protocol, parts, combine([p[2] for p in parts]),
-                "change of the gap per doubling of D: within ±R holds; beyond ±R does not hold")
+                "change of the gap per doubling of D: within ±R (a quarter of the level's mean "
+                "gap) holds; wholly beyond does not hold")
 
 
 def _draw(rows: pd.DataFrame, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -287,14 +280,15 @@ def dense_equivalents(points: pd.DataFrame, protocol: str, noise: tuple[float, i
 
 
 def claim_8(family, protocol, points, noise):
-    """m(S) against the paper's; too wide when the interval holds both 1 and 2 m_paper."""
+    """m(S) against the paper's; undetermined when the interval holds both 1 (no gain) and
+    the paper's value (`evidence.rule_dense_equivalent`'s rule)."""
     ms = dense_equivalents(points, protocol, noise)
     parts = []
     for s, iv in sorted(ms.items()):
         paper = float(PAPER[family].dense_equivalent(np.array([s]))[0])
-        parts.append((f"S {s:g} (paper {paper:.2g}x)", iv, magnitude(iv, paper, (1.0, 2 * paper))))
+        parts.append((f"S {s:g} (paper {paper:.2g}x)", iv, magnitude(iv, paper, (1.0, paper))))
     return _row(8, family, protocol, parts, combine([p[2] for p in parts]) if parts else UNTESTABLE,
-                "m(S)'s 95% interval: holding both 1 and 2x the paper's m is undetermined; else "
+                "m(S)'s 95% interval: holding both 1 and the paper's m is undetermined; else "
                 "holding the paper's m holds, excluding it does not hold")
 
 

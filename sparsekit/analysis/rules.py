@@ -16,9 +16,8 @@ there are) and thresholds stated before the data are seen, and says one of four 
   interval contains both ends of that range, and otherwise *holds* when it contains the
   paper's value and *does not hold* when it excludes it.
 
-A claim made of parts (steps between sparsities) *holds* when every part holds, *does not
-hold* when every part does not, is *partly* when some parts hold, and otherwise undetermined.
-Data that are absent make a claim *not testable*.
+A claim made of parts (steps between sparsities) combines them (`combine`): *partly* only
+when some parts hold. Data that are absent make a claim (or a part) *not testable*.
 """
 
 from __future__ import annotations
@@ -111,14 +110,17 @@ def magnitude(interval: Interval, paper: float, wide: tuple[float, float]) -> st
 
 
 def combine(parts: Sequence[str]) -> str:
-    """One verdict for a claim made of parts (see the module docstring)."""
-    parts = [p for p in parts if p != UNTESTABLE]
-    if not parts:
+    """One verdict for a claim made of parts: holds when every part holds; does not hold
+    when every part tested does not; partly when some part holds (a part left untested
+    means not all of it holds); undetermined when no part holds and some could not be
+    decided; not testable when no part could be tested."""
+    tested = [p for p in parts if p != UNTESTABLE]
+    if not tested:
         return UNTESTABLE
     if all(p == HOLDS for p in parts):
         return HOLDS
-    if all(p == FAILS for p in parts):
+    if all(p == FAILS for p in tested):
         return FAILS
-    if HOLDS in parts:
+    if HOLDS in tested:
         return PARTLY
     return UNDETERMINED
