@@ -181,9 +181,9 @@ def test_a_collapsed_or_non_finite_final_loss_is_a_failed_run_through_the_cli(
     # A run whose training stayed finite: what its final validation loss says decides.
     from sparsekit.__main__ import main
 
-    def trained(self, chunk=25, on_chunk=None):
+    def trained(self, *args, **kw):  # whatever Trainer.train takes besides
         return {"curve": [[8, 5.0]], "val_curve": [], "steps_done": 8, "error": None,
-                "failed_step": None}
+                "failed_step": None, "elapsed_s": 0.0}
 
     monkeypatch.setattr(Trainer, "train", trained)
     monkeypatch.setattr(Trainer, "evaluate", lambda self: (final(self.fam), 0.0))
