@@ -36,8 +36,11 @@ family's rate measured on the finished runs of this kind of machine (`estimate`)
 in this process (workers=1), in `workers` spawned processes (one fresh process per run, so a
 crash or an out-of-memory kill fails that run only), or on a Dask cluster (`scheduler`). In
 every case results come back to this process, which alone writes the store, one run at a time:
-killing a sweep loses at most the runs in flight, and running it again resumes. Ctrl-C stops
-it the same way and raises `SweepInterrupted`, which says what finished and what was lost.
+killing a sweep loses at most the last 15 minutes of each run in flight, and running it again
+resumes: a run checkpoints its training state under `<store>/checkpoints/inflight/<key>/`
+(`sparsekit.checkpoint`), continues from there, and the checkpoint is removed once the run is
+stored. Ctrl-C stops it the same way and raises `SweepInterrupted`, which says what finished
+and what was lost.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sparsekit import SWEEP_WORKER_ENV, pretrained, provenance
+from sparsekit import SWEEP_WORKER_ENV, checkpoint, pretrained, provenance
 from sparsekit.config import RunConfig, check_field, make_config
 from sparsekit.result import RunResult
 from sparsekit.store import RUNS, DamagedResultWarning, Store, table
@@ -296,14 +299,17 @@ def run_one(runner: Runner, cfg: RunConfig) -> RunResult:
 def _train_run(
     cfg: RunConfig, store: str | None = None, save: bool | frozenset[str] = False
 ) -> RunResult:
-    """`train.run(cfg)`; with `store`, an init_from naming a stored run is resolved there, and
-    the params are saved to its checkpoints folder when `save` is True or holds the key."""
+    """`train.run(cfg)`; with `store`, an init_from naming a stored run is resolved there, the
+    params are saved to its checkpoints folder when `save` is True or holds the key, and the
+    run resumes from and saves training checkpoints in `checkpoint.inflight_path`."""
     from sparsekit import train  # imports JAX: only where runs happen
 
-    save_to = None
-    if store is not None and (save is True or (save and cfg.key() in save)):
-        save_to = str(pretrained.checkpoint_path(store, cfg.key()))
-    return train.run(cfg, store=store, save_to=save_to)
+    save_to, saves = None, None
+    if store is not None:
+        saves = checkpoint.Checkpoints(checkpoint.inflight_path(store, cfg.key()))
+        if save is True or (save and cfg.key() in save):
+            save_to = str(pretrained.checkpoint_path(store, cfg.key()))
+    return train.run(cfg, store=store, save_to=save_to, checkpoints=saves)
 
 
 # --- executors: each yields results as runs finish -----------------------------------------
@@ -665,8 +671,7 @@ def sweep(
         sweep(second, store, reuse=reuse, name=f"{name} stage 2", **kw)
         return table(store.get(c.key()) for c in configs)
     if runner is None:
-        runner = functools.partial(_train_run, store=str(store.path), save=True) if save else (
-            _train_run)
+        runner = functools.partial(_train_run, store=str(store.path), save=save)
     with store.lock():
         store.clean()
         store.set_aside()  # damaged run files: moved to runs/damaged/, their points rerun
@@ -692,6 +697,7 @@ def sweep(
             ):
                 for result in done:
                     store.put(result)
+                    checkpoint.discard(store.path, result.key)  # its training checkpoint
                     stored[result.key] = result
                     store.write_table(stored.values())
                     finished += 1

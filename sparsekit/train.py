@@ -11,6 +11,10 @@ was not finite, `steps` and `D` count the steps before it, and the curve runs up
 that trains to the end but whose final validation loss is not finite, or is at or above the
 loss of uniform predictions (a collapsed model), is recorded as failed too, with its
 measurements (`final_loss_problem`).
+
+With `checkpoints` (`sparsekit.checkpoint.Checkpoints`), a run saves its training state at the
+end of a chunk at least every 15 minutes and resumes from the latest one, with the same result
+bit for bit; a sweep gives every run such a folder in its store.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import optax
 from flax import nnx
 
 from sparsekit import pretrained, provenance, schedules
+from sparsekit.checkpoint import Checkpoints, Progress
 from sparsekit.config import RunConfig
 from sparsekit.data import open_source
 from sparsekit.data.source import check_units
@@ -166,12 +171,24 @@ class Trainer:
         spread = np.sqrt(np.sum(weights * (means - mean) ** 2) / np.sum(weights))
         return mean, float(spread / math.sqrt(len(means)))
 
-    def train(self, chunk: int = 25, on_chunk=None) -> dict[str, Any]:
+    def train(self, chunk: int = 25, on_chunk=None,
+              checkpoints: Checkpoints | None = None) -> dict[str, Any]:
         """Run every step; returns the loss curve and status (ok, or failed with error). A
         non-finite loss stops the run: `failed_step` is that step, and `steps_done` and the
-        curve stop just before it."""
+        curve stop just before it. With `checkpoints`, the run continues from its latest
+        checkpoint there, if any, and saves one when due at the end of a chunk
+        (`sparsekit.checkpoint`); `elapsed_s` is the wall time of the earlier attempts."""
         curve, val_curve, step, error, failed_step = [], [], 0, None, None
         cfg, steps = self.cfg, self.plan.steps
+        start, elapsed = time.perf_counter(), 0.0
+        if checkpoints is not None:
+            progress = Progress(cfg.key(), provenance.code_version(), steps, chunk, 0, [], [],
+                                0.0)
+            restored = checkpoints.restore(progress, self.params, self.opt_state)
+            if restored is not None:
+                progress, self.params, self.opt_state = restored
+                step, curve, val_curve = progress.step, progress.curve, progress.val_curve
+                elapsed = progress.elapsed_s
         while step < steps:
             k = min(chunk, steps - step)
             batches = stack([self.source.train_batch(self.first_step + step + i, self.plan.batch)
@@ -191,10 +208,15 @@ class Trainer:
             curve.append([step, float(ce.mean())])
             if cfg.eval_every and (step // cfg.eval_every) > ((step - k) // cfg.eval_every):
                 val_curve.append([step, self.evaluate()[0]])
+            if checkpoints is not None and step < steps and checkpoints.due(step):
+                spent = elapsed + time.perf_counter() - start
+                checkpoints.save(dataclasses.replace(progress, step=step, curve=curve,
+                                                     val_curve=val_curve, elapsed_s=spent),
+                                 self.params, self.opt_state)
             if on_chunk is not None:
                 on_chunk(step, steps)
         return {"curve": curve, "val_curve": val_curve, "steps_done": step, "error": error,
-                "failed_step": failed_step}
+                "failed_step": failed_step, "elapsed_s": elapsed}
 
     def result(self, trained: dict[str, Any], wall: float) -> RunResult:
         """The run's result: loss, sizes, data, FLOPs, provenance."""
@@ -221,15 +243,18 @@ class Trainer:
 
 
 def run(cfg: RunConfig, *, chunk: int = 25, save_to: str | None = None,
-        on_chunk=None, store: str | None = None) -> RunResult:
+        on_chunk=None, store: str | None = None,
+        checkpoints: Checkpoints | None = None) -> RunResult:
     """Train one config and return its result (see `Trainer.result`); `save_to`: save the
-    final params there with orbax; `store`: resolves an init_from naming a stored run."""
+    final params there with orbax; `store`: resolves an init_from naming a stored run;
+    `checkpoints`: resume from and save training checkpoints there (`sparsekit.checkpoint`;
+    the result's wall time then counts every attempt)."""
     start = time.perf_counter()
     trainer = Trainer(cfg, store)
-    trained = trainer.train(chunk, on_chunk)
+    trained = trainer.train(chunk, on_chunk, checkpoints)
     if save_to and trained["error"] is None:
         save_params(save_to, trainer.params)
-    return trainer.result(trained, time.perf_counter() - start)
+    return trainer.result(trained, trained["elapsed_s"] + time.perf_counter() - start)
 
 
 def save_params(path: str, params: Any) -> None:
