@@ -11,7 +11,12 @@ import pytest
 
 from sparsekit.data import make_source
 from sparsekit.data import pinned as pinned_module
-from sparsekit.data.corpus import SEPARATOR, is_validation
+from sparsekit.data.corpus import (
+    CORPUS_COLUMN,
+    SEPARATOR,
+    check_one_corpus,
+    is_validation,
+)
 from sparsekit.data.pinned import (
     MANIFEST,
     SITE,
@@ -221,3 +226,16 @@ def test_the_committed_manifest_pins_the_locked_versions_and_150m_bytes():
              if name != "python" and version not in lock.packages.get(name, ())}
     assert not stale, f"uv.lock changed: rewrite the manifest (scripts/pinned_manifest.py) {stale}"
 
+
+def test_a_table_mixing_corpora_is_refused():
+    import pandas as pd
+
+    one = pd.DataFrame({CORPUS_COLUMN: ["a" * 64, "a" * 64, None],
+                        "data.corpus_stats.name": ["stdlib", "stdlib", None]})
+    check_one_corpus(one)
+    check_one_corpus(pd.DataFrame({"loss": [1.0]}))  # no corpus (ViT)
+    mixed = pd.concat([one, pd.DataFrame({CORPUS_COLUMN: ["b" * 64],
+                                          "data.corpus_stats.name": ["pinned"]})])
+    with pytest.raises(ValueError, match=r"the fit mix corpora: 1 run on 'pinned' \(bbbbbbbbbbbb"
+                       r"\); 2 runs on 'stdlib' \(aaaaaaaaaaaa\)"):
+        check_one_corpus(mixed, "the fit")

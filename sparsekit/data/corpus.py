@@ -23,6 +23,7 @@ import sysconfig
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -166,3 +167,23 @@ def load_corpus(spec: str | os.PathLike) -> Corpus:
 
         return pinned_corpus()
     return stdlib_corpus() if str(spec) == STDLIB else local_corpus(spec)
+
+
+CORPUS_COLUMN = "data.corpus_stats.fingerprint"  # a store table's column naming a run's corpus
+
+
+def check_one_corpus(frame: Any, what: str = "these runs") -> None:
+    """Refuse a store table (`sparsekit.store.table`) whose runs were trained on more than
+    one corpus, so a fit never mixes corpora: ValueError naming each corpus (its name and
+    fingerprint) and its run count. Runs without a corpus (ViT, or runs that produced
+    nothing) are not counted."""
+    if CORPUS_COLUMN not in frame:
+        return
+    rows = frame[frame[CORPUS_COLUMN].notna()]
+    names = rows.get("data.corpus_stats.name", rows[CORPUS_COLUMN])
+    counts = rows.groupby([names, rows[CORPUS_COLUMN]]).size()
+    if len(counts) > 1:
+        listed = "; ".join(f"{n} run{'s' * (n != 1)} on {name!r} ({fp[:12]})"
+                           for (name, fp), n in counts.items())
+        raise ValueError(f"{what} mix corpora: {listed}; fit the runs of one corpus (filter "
+                         f"on {CORPUS_COLUMN})")
