@@ -2,7 +2,7 @@
 
 9. n:m patterns at 50% (2:4, 4:8) behave close to unstructured 50% sparsity.
 10. Pruning a pretrained dense model beats sparse training from scratch at the same N: from
-    scratch needs 4.90 / 4.27 / 2.45x more data at 50 / 75 / 87.5% to reach its loss.
+    scratch needs the paper's ratios (`pretrained.PAPER_RATIOS`) more data to reach its loss.
 
 Their rules (`rule_close_pattern`, `rule_pretrained`) follow those of `evidence`: an effect
 counts when it exceeds Z standard errors, from the seed SD of the runs; a claim made of parts
@@ -27,10 +27,12 @@ from sparsekit.analysis.runs import Runs
 CLOSE = 0.25  # a pattern is close to unstructured when it gives up at most this share of its gain
 HALF = 0.5  # the sparsity of claim 9's patterns
 
+_RATIOS = " / ".join(f"{r:.2f}" for r in PAPER_RATIOS.values())
+_LEVELS = " / ".join(f"{100 * s:g}" for s in PAPER_RATIOS)
 EXTENSION_CLAIMS = {
     9: "n:m patterns at 50% (2:4, 4:8) are close to unstructured 50% sparsity.",
-    10: "Pruning a pretrained dense model beats sparse training from scratch: from scratch "
-        "needs 4.90 / 4.27 / 2.45x more data at 50 / 75 / 87.5%.",
+    10: f"Pruning a pretrained dense model beats sparse training from scratch: from scratch "
+        f"needs {_RATIOS}x more data at {_LEVELS}%.",
 }
 EXTENSION_RULES = {
     9: f"per 50% pattern, over the points with an unstructured twin and a dense run (same N "
@@ -46,7 +48,7 @@ EXTENSION_RULES = {
 }
 EXTENSION_PAPER = {
     9: "close to unstructured at 50% (no numbers confirmed)",
-    10: "4.90 / 4.27 / 2.45x",
+    10: f"{_RATIOS}x",
 }
 
 

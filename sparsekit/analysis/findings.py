@@ -109,7 +109,9 @@ CLAIMS = {
     6: "The law extrapolates to larger N: fitted without them, it predicts larger models.",
     7: "For fixed N, the optimal sparsity rises with compute, its contours parallel to the "
        "dense compute-optimal frontier.",
-    8: "A sparse model matches a dense one about 1.6 / 2.2 / 2.6x its size at 50 / 75 / 87.5%.",
+    8: "A sparse model matches a dense one about "
+       + " / ".join(f"{float(PAPER['t5'].dense_equivalent(s)):.2g}" for s in PAPER_LEVELS)
+       + "x its size at " + " / ".join(f"{100 * s:g}" for s in PAPER_LEVELS) + "%.",
 }
 STATEMENTS = {**CLAIMS, **EXTENSION_CLAIMS}  # every claim the chapter gives a verdict
 _R = (f"R = {SHARE:g} x the paper's predicted effect in this family's units: the runs' dense "

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from sparsekit.analysis.evidence import SHARE, relevant_gain, size_slope
+from sparsekit.analysis.findings import CLAIMS
 from sparsekit.analysis.fits import PAPER
 from sparsekit.analysis.rules import (
     LEVEL,
@@ -48,12 +49,7 @@ from sparsekit.config import PROTOCOLS
 PROTOCOL_NAMES = tuple(PROTOCOLS.values())  # ("paper", "dense-embeddings")
 DENSE = "dense"  # the arm of a dense twin, shared by every protocol
 COLUMNS = ("family", "protocol", "sparsity", "N_target", "N", "D", "seed", "loss")
-LIKE_CLAIMS = {  # the Findings claims judged on the designed set
-    1: "At fixed N and D, the loss falls as S rises through 0.5, 0.75, 0.875.",
-    2: "The gains shrink with each halving of density.",
-    4: "The sparse-dense gap at fixed N does not change with D.",
-    8: "A sparse model matches a dense one about 1.6 / 2.2 / 2.6x its size at 50 / 75 / 87.5%.",
-}
+LIKE_CLAIMS = {k: CLAIMS[k] for k in (1, 2, 4, 8)}  # the Findings claims judged here
 
 
 EXTRA = {  # store column -> the designed frame's optional column (where the store has it)
