@@ -140,3 +140,60 @@ def test_t_interval_and_combine():
     assert combine([HOLDS, FAILS]) == PARTLY and combine([HOLDS, UNDETERMINED]) == PARTLY
     assert combine([FAILS, UNDETERMINED]) == UNDETERMINED
     assert combine([UNTESTABLE]) == UNTESTABLE
+
+
+# --- the chapter's tables, figure and headline -------------------------------------------------
+
+
+def test_benefit_table_and_headline_give_each_protocols_gap_and_their_difference():
+    from sparsekit.analysis import likeforlike_views as views
+
+    table = views.benefit_table(synthetic(0.0, 1.0, sd=0.001))
+    assert list(table["S"]) == [0.5, 0.75, 0.875] and (table["cells, paper"] == 4).all()
+    paper = table["gap, paper"].str.split(" ").str[0].astype(float)
+    dense_emb = table["gap, dense-embeddings"].str.split(" ").str[0].astype(float)
+    difference = table["paper minus dense-embeddings"].str.split(" ").str[0].astype(float)
+    assert np.allclose(paper, 0.0, atol=0.002)  # no benefit under the paper's protocol
+    m = PAPER["t5"].dense_equivalent(np.array([0.5, 0.75, 0.875]))
+    assert np.allclose(dense_emb, SLOPE * np.log(m), atol=0.002)
+    assert np.allclose(difference, paper - dense_emb, atol=1e-3)  # printed to 3 digits
+    sentence = views.headline(synthetic(0.0, 1.0, sd=0.001))
+    assert sentence.startswith("T5, at S = 0.5 / 0.75 / 0.875:") and "dense embeddings" in sentence
+
+
+def test_embedding_table_reads_the_ratios_to_the_dense_twin():
+    from sparsekit.analysis import likeforlike_views as views
+
+    frame = synthetic(1.0, 1.0, sd=0.001).assign(width=16, **{"S measured": 0.5})
+    frame["embed_nonzero"] = np.where((frame["protocol"] == "paper") | (frame["sparsity"] == 0),
+                                      1000, 2000)
+    table = views.embedding_table(frame)
+    sparse = table[table["S"] > 0]
+    assert (sparse.loc[sparse["protocol"] == "paper", "embedding non-zeros / twin's"] == 1).all()
+    assert (sparse.loc[sparse["protocol"] == "dense-embeddings",
+                       "embedding non-zeros / twin's"] == 2).all()
+    assert (table["N / twin's"] == 1).all()
+
+
+def test_recipe_table_sets_each_rate_beside_the_designed_sets_own():
+    from sparsekit.analysis import likeforlike_views as views
+
+    designed = synthetic(1.0, 1.0, sd=0.001).assign(optimizer="adamw", lr=0.01)
+    point = designed[(designed["N_target"] == 16384) & (designed["D"] == 2**22)
+                     & (designed["protocol"] == "paper") & designed["sparsity"].isin([0, 0.875])
+                     & (designed["seed"] < 2)]
+    recipe = pd.concat([point.assign(lr=0.02, loss=point["loss"] + 0.01),
+                        point.assign(lr=0.005, loss=point["loss"] + 0.05 * point["sparsity"])])
+    table = views.recipe_table(recipe, designed)
+    assert list(table["peak LR at width 48"]) == [0.005, 0.01, 0.02]
+    gaps = table["sparse - dense"].str.split(" ").str[0].astype(float).to_numpy()
+    assert gaps[0] == pytest.approx(gaps[1] + 0.05 * 0.875, abs=1e-3)  # the 5e-3 runs' penalty
+    assert gaps[2] == pytest.approx(gaps[1], abs=1e-3) and (table["seeds"] == 2).all()
+
+
+def test_gap_figure_has_a_line_per_protocol_and_cell():
+    from sparsekit.analysis import likeforlike_views as views
+
+    fig = views.gap_figure(synthetic(1.0, 1.0, sd=0.001))
+    assert len(fig.data) == 2 * len(CELLS)
+    assert {t.line.dash for t in fig.data} == {"solid", "dot"}
