@@ -232,6 +232,8 @@ BAD_PARAMETERS = [
     ("01_paper_law.ipynb", "seed", 1.5),
     ("01_paper_law.ipynb", "paper_data", "no/such/t5-data.csv"),
     ("04_fit_own_law.ipynb", "t5_store", "/typo/path"),  # `-p t5_store /typo/path`
+    ("09_like_for_like.ipynb", "t5_store", "/typo/path"),
+    ("09_like_for_like.ipynb", "t5_grid", "/typo/grid.yaml"),
 ]
 
 
