@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -19,15 +20,28 @@ from numpy.typing import ArrayLike
 CostModel = Callable[[ArrayLike], np.ndarray]
 
 
+class SparsitySchedule(Protocol):
+    """Anything with `average_density()`: the mean fraction of the dense weights alive over
+    training (`sparsekit.schedules.Schedule.average_density`), the quantity Jin et al. (2025)
+    put into a Chinchilla law."""
+
+    def average_density(self) -> float: ...
+
+
+def cubic_schedule(target: float) -> SparsitySchedule:
+    """The paper's recipe: Zhu-Gupta cubic ramp from 25% to 75% of training, to `target`."""
+    from sparsekit.schedules import Cubic  # lazy: the laws must not load the training stack
+
+    return Cubic(target=target)
+
+
 @functools.cache
 def cubic_mean_sparsity() -> float:
-    """Mean sparsity over training of the paper's schedule (`laws.cubic_schedule`: cubic
+    """Mean sparsity over training of the paper's schedule (`cubic_schedule`: cubic
     from 25% to 75% of training) per unit of target, from its `average_density()`: 0.625
     (zero for the first quarter, 3/4 of the target on average during the ramp, the full
     target for the last quarter) up to the schedule's float32 rounding (~1e-8). The mean is
     proportional to the target, so one level gives it for all."""
-    from sparsekit.laws import cubic_schedule  # lazy: laws imports this module
-
     target = 0.5
     return (1.0 - cubic_schedule(target).average_density()) / target
 

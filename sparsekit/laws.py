@@ -16,27 +16,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from sparsekit.costs import CostModel, argmin_sparsity, resolve_cost
-
-
-class SparsitySchedule(Protocol):
-    """Anything with `average_density()`: the mean fraction of the dense weights alive over
-    training (`sparsekit.schedules.Schedule.average_density`), the quantity Jin et al. (2025)
-    put into a Chinchilla law."""
-
-    def average_density(self) -> float: ...
-
-
-def cubic_schedule(target: float) -> SparsitySchedule:
-    """The paper's recipe: Zhu-Gupta cubic ramp from 25% to 75% of training, to `target`."""
-    from sparsekit.schedules import Cubic  # lazy: the laws must not load the training stack
-
-    return Cubic(target=target)
+from sparsekit.costs import (
+    CostModel,
+    SparsitySchedule,
+    argmin_sparsity,
+    cubic_schedule,
+    resolve_cost,
+)
 
 
 def _per_level(fn: Callable[[float], float], S: np.ndarray) -> np.ndarray:
