@@ -5,6 +5,10 @@
     python scripts/build_book.py --recompute     # recompute runs instead of reusing them
     python scripts/build_book.py -p bootstrap 50 # set a parameter in every notebook that has it
 
+Law fits are cached for the build in .cache/fits (`sparsekit.fitcache`), so a fit one
+chapter made is read, not refitted, by the next: SPARSEKIT_FIT_CACHE, when set, names another
+folder ("off": no cache). Each notebook's line in the log says how many fits came from it.
+
 Notebooks run in sorted order from notebooks/ (kernel `python3`, working directory
 notebooks/) into book/executed/, which the toc renders; a summary chapter (00_*, the
 Findings) runs last, after the chapters whose stores it reads. The first failing notebook
@@ -17,10 +21,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,8 @@ import nbformat
 import papermill
 import yaml
 from traitlets.config import Config
+
+from sparsekit import fitcache
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -38,6 +47,7 @@ KERNEL = "python3"
 # needs no encryption keys and so does not print ipykernel's "Kernel is running over TCP
 # without encryption" warning for every notebook.
 KERNEL_CONFIG = Config({"KernelManager": {"transport": "ipc"}})
+FIT_CACHE = ROOT / ".cache" / "fits"  # the build's fit cache (git-ignored)
 
 
 class BuildError(RuntimeError):
@@ -101,6 +111,21 @@ def execute(notebook: Path, parameters: dict[str, Any], output: Path | None = No
     return output
 
 
+@contextmanager
+def fit_cache() -> Iterator[Path | None]:
+    """The build's fit cache folder (None: off): SPARSEKIT_FIT_CACHE as the caller set it,
+    else FIT_CACHE, put in the environment the notebooks' kernels inherit while the build
+    runs, and taken out again after."""
+    before = os.environ.get(fitcache.ENV)
+    if before is None:
+        os.environ[fitcache.ENV] = str(FIT_CACHE)
+    try:
+        yield fitcache.directory()
+    finally:
+        if before is None:
+            os.environ.pop(fitcache.ENV, None)
+
+
 def build_book(path_output: Path) -> Path:
     """jupyter-book build with warnings as errors; returns the site's index.html."""
     jupyter_book = Path(sysconfig.get_path("scripts")) / "jupyter-book"
@@ -160,14 +185,17 @@ def main(argv: list[str] | None = None) -> int:
         unknown = set(overrides) - set().union(*declared.values())
         if unknown:
             raise BuildError(f"-p {', '.join(sorted(unknown))}: no notebook declares it")
-        for notebook, names in declared.items():
-            params = notebook_parameters(
-                names, smoke=args.smoke, recompute=args.recompute, overrides=overrides
-            )
-            start = time.perf_counter()
-            print(f"executing {notebook.name} {params or ''}", flush=True)
-            execute(notebook, params)
-            print(f"  done in {time.perf_counter() - start:.1f} s", flush=True)
+        with fit_cache() as cache:
+            for notebook, names in declared.items():
+                params = notebook_parameters(
+                    names, smoke=args.smoke, recompute=args.recompute, overrides=overrides
+                )
+                start = time.perf_counter()
+                print(f"executing {notebook.name} {params or ''}", flush=True)
+                offset = fitcache.events_size(cache)
+                execute(notebook, params)
+                fits = fitcache.describe(fitcache.event_totals(cache, offset)[0])
+                print(f"  done in {time.perf_counter() - start:.1f} s; {fits}", flush=True)
         start = time.perf_counter()
         index = build_book(args.path_output.resolve())
         print(f"book built in {time.perf_counter() - start:.1f} s")

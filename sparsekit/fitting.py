@@ -8,7 +8,9 @@ non-negative least squares (weighted by 1/L, the first-order form of log residua
 refines the best few grid points on the true objective (trust-region least squares with
 a Huber loss and the exact Jacobian). Coefficients are constrained to be >= 0, so every
 term of a law decreases with N and D (the notebook's BFGS was unconstrained).
-Everything is deterministic: the seed only drives bootstrap resampling.
+Everything is deterministic: the seed only drives bootstrap resampling. So the fitted laws
+can be cached on disk, keyed by the data, settings and code (`sparsekit.fitcache`, off
+unless SPARSEKIT_FIT_CACHE names a folder; the book build turns it on).
 
 `fit_pattern_factors` is the paper's per-pattern refit: one sparsity factor per sparsity
 pattern (e.g. 2:4), every other coefficient kept from a fit to unstructured runs.
@@ -27,6 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import least_squares, nnls
 
+from sparsekit import fitcache
 from sparsekit.costs import CostModel
 from sparsekit.laws import LAWS, Law, LinearForm
 
@@ -274,6 +277,21 @@ def _fit_law(S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg:
     return raw.build(exps, coefs * np.exp(shift @ exps))
 
 
+def _fitted(S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg: _Settings
+            ) -> Law:
+    """`_fit_law`, through the fit cache (`sparsekit.fitcache`) when it is on."""
+    key = fitcache.key("fit", (S, N, D, loss), cfg.law_cls, cfg.options, delta=cfg.delta,
+                       log=cfg.log, grid=cfg.grid, starts=cfg.starts)
+    known = fitcache.load(key, cfg.law_cls, cfg.options)
+    if known is not None and len(known[0]) == 1:
+        fitcache.record("fit", cfg.law_cls, key, computed=0, reused=1)
+        return known[0][0]
+    law = _fit_law(S, N, D, loss, cfg)
+    fitcache.store(key, [law], [0], cfg.options)
+    fitcache.record("fit", cfg.law_cls, key, computed=1, reused=0)
+    return law
+
+
 def _bootstrap(
     S: np.ndarray,
     N: np.ndarray,
@@ -284,20 +302,41 @@ def _bootstrap(
     seed: int,
 ) -> tuple[Law, ...]:
     """Refits on data resampled with replacement within each sparsity level, so that every
-    level (which some laws need) stays present."""
+    level (which some laws need) stays present.
+
+    The resamples are drawn one after another from `seed`, so the first refits of a larger
+    bootstrap are a smaller one's: the fit cache keeps them without `size` and each refit's
+    draw (`attempt`), and a refit it holds for the same draw is taken instead of recomputed."""
+    key = fitcache.key("bootstrap", (S, N, D, loss), cfg.law_cls, cfg.options,
+                       delta=cfg.delta, log=cfg.log, grid=cfg.grid, starts=cfg.starts,
+                       seed=seed)
+    known_laws, known_attempts = fitcache.load(key, cfg.law_cls, cfg.options) or ((), ())
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(s == S) for s in np.unique(S)]
     laws: list[Law] = []
-    for _ in range(100 * size):
+    attempts: list[int] = []
+    reused = 0
+    for attempt in range(100 * size):
         idx = np.concatenate([rng.choice(group, group.size) for group in groups])
         try:
             data = _validate(cfg.law_cls, S[idx], N[idx], D[idx], loss[idx])
         except ValueError:  # e.g. a resample with a single distinct N: draw again
             continue
-        laws.append(_fit_law(*data, cfg))
+        i = len(laws)
+        if i < len(known_laws) and known_attempts[i] == attempt:
+            laws.append(known_laws[i])
+            reused += 1
+        else:
+            laws.append(_fit_law(*data, cfg))
+        attempts.append(attempt)
         if len(laws) == size:
-            return tuple(laws)
-    raise ValueError("bootstrap: resamples of these data keep failing validation")
+            break
+    else:
+        raise ValueError("bootstrap: resamples of these data keep failing validation")
+    if len(laws) > len(known_laws) or reused < len(laws):
+        fitcache.store(key, laws, attempts, cfg.options)
+    fitcache.record("bootstrap", cfg.law_cls, key, computed=len(laws) - reused, reused=reused)
+    return tuple(laws)
 
 
 def _intervals(
@@ -355,6 +394,8 @@ def fit(
     dense-equivalent multiplier at each S > 0 present, and the optimal sparsity under cost
     model `cost` at each (N, C FLOPs) in `sopt_at`.
     grid: exponent values scanned per exponent; starts: grid points refined.
+    With the fit cache on (`sparsekit.fitcache`), the fitted laws come from it when a fit
+    of the same data, settings and code made them; the result is the same.
     """
     law_cls = _resolve_law(law)
     if not delta > 0:
@@ -363,7 +404,7 @@ def fit(
         raise ValueError(f"level must lie in (0, 1), got {level}")
     S, N, D, loss = _validate(law_cls, S, N, D, loss)
     cfg = _Settings(law_cls, delta, log, grid, starts, law_options)
-    fitted = _fit_law(S, N, D, loss, cfg)
+    fitted = _fitted(S, N, D, loss, cfg)
     pred = fitted.predict(S, N, D)
     result = FitResult(
         law=fitted,
