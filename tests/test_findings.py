@@ -257,7 +257,7 @@ def test_held_out_runs_decide_claim_6_and_rank_the_law_forms() -> None:
     heldout = paper_runs(sizes=[32e6], seed=1)
     table = findings(frame, heldout=heldout, bootstrap=0, claims=(6, 8))
     claim6, claim8 = table.itertuples()
-    assert claim6.verdict == HOLDS and claim6.evidence.startswith("held-out runs (N 3.2e+07)")
+    assert claim6.verdict == HOLDS and claim6.evidence.startswith("held-out runs (N 32M)")
     assert claim8.verdict == UNTESTABLE  # no bootstrap, no interval
     ranked = heldout_comparison(frame, heldout)
     assert ranked.index[0] == "sparse law" and list(ranked["runs"]) == [24] * len(ranked)
@@ -437,3 +437,16 @@ def test_claim_7_says_why_the_contour_ratio_is_undetermined() -> None:
     [row] = findings(paper_runs("flat"), bootstrap=BOOTSTRAP, claims=(7,)).itertuples()
     assert row.verdict == FAILS and "ratio undetermined: S_opt is clipped" in row.evidence
     assert "nan" not in row.evidence
+
+
+def test_verdict_columns_name_the_protocol_of_their_runs() -> None:
+    from sparsekit.analysis.chapter import _protocol
+
+    def runs(rules):
+        table = pd.DataFrame({"config.sparsity.embed_rule": rules, "loss": 1.0})
+        return analysis.Runs("t5", "tokens", "test", table)
+
+    assert _protocol(runs([False, False])) == ", dense-embeddings"
+    assert _protocol(runs([True])) == ", paper"
+    assert _protocol(runs([True, False])) == ", mixed protocols"
+    assert _protocol(None) == ""

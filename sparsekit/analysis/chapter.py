@@ -48,6 +48,7 @@ from sparsekit.analysis.runs import (
     stores_with_runs,
     styled,
 )
+from sparsekit.config import PROTOCOLS
 
 FAMILY_ORDER = ("t5", "vit")
 
@@ -97,7 +98,7 @@ def findings_chapter(
         pre = (load_stores(stores_with_runs(pretrained.get(family, ())), family=family)
                if pretrained and family in runs else None)
         for label, floor in ((ALL_RUNS, None), (in_range_label(floors[family]), floors[family])):
-            name = f"{FAMILY_LABELS[family]}, {label}"
+            name = f"{FAMILY_LABELS[family]}, {label}{_protocol(runs.get(family))}"
             if family not in views:
                 tables[name] = not_testable(family, missing.get(family, "no runs"), claims)
                 continue
@@ -119,6 +120,15 @@ def _pattern_runs(stores: Sequence[str], grid: Runs | None) -> Runs | None:
         return pattern_runs(stores, grid)
     except ValueError:  # no n:m runs among them
         return None
+
+
+def _protocol(runs: Runs | None) -> str:
+    """", protocol" of a family's runs for its verdict columns (`config.Sparsity.protocol`,
+    "mixed" when they differ); "" without runs."""
+    if runs is None or "config.sparsity.embed_rule" not in runs.table:
+        return ""
+    names = {PROTOCOLS[bool(x)] for x in runs.table["config.sparsity.embed_rule"]}
+    return f", {names.pop() if len(names) == 1 else 'mixed protocols'}"
 
 
 def view_noise_table(chapter: FindingsChapter) -> pd.DataFrame:
