@@ -167,8 +167,15 @@ def _at(cell: pd.DataFrame, levels: Sequence[float], coefs: Sequence[float]):
     return w
 
 
+def _threshold(r: float) -> str:
+    """The threshold R for the evidence, or why it is unknown."""
+    return f"R {r:.3g}" if np.isfinite(r) else "R unknown: needs two dense sizes at one D"
+
+
 def _row(claim, family, protocol, parts, verdict, rule):
-    evidence = "; ".join(f"{name}: {iv} ({v})" for name, iv, v in parts)
+    evidence = "; ".join(f"{name}: {iv if iv is not None else 'no cells'} ({v})"
+                         for name, iv, v in parts)
+    evidence = evidence or "no level has the cells it needs (two dense sizes at one D)"
     return {"claim": claim, "family": FAMILY_LABELS.get(family, family), "protocol": protocol,
             "statement": LIKE_CLAIMS[claim], "evidence": evidence, "rule": rule,
             "verdict": verdict}
@@ -182,7 +189,8 @@ def claim_1(family, protocol, cells, noise, slope):
     for a, b in itertools.pairwise(levels):
         iv = _cell_contrast(cells, noise, lambda c, a=a, b=b: _at(c, (a, b), (-1, 1)))
         r = relevant_gain(family, slope, a, b)
-        parts.append((f"{a:g}→{b:g} (R {r:.3g})", iv, direction(iv, r, -1) if iv else UNTESTABLE))
+        parts.append((f"{a:g}→{b:g} ({_threshold(r)})", iv,
+                      direction(iv, r, -1) if iv else UNTESTABLE))
     return _row(1, family, protocol, parts, combine([p[2] for p in parts]),
                 "each step's 95% t-interval: below 0 holds; above -R does not hold")
 
@@ -195,7 +203,7 @@ def claim_2(family, protocol, cells, noise, slope):
     for a, b, c in zip(levels, levels[1:], levels[2:], strict=False):
         iv = _cell_contrast(cells, noise, lambda x, a=a, b=b, c=c: _at(x, (a, b, c), (1, -2, 1)))
         r = abs(relevant_gain(family, slope, b, c) - relevant_gain(family, slope, a, b))
-        parts.append((f"{a:g}→{b:g}→{c:g} (R {r:.3g})", iv,
+        parts.append((f"{a:g}→{b:g}→{c:g} ({_threshold(r)})", iv,
                       direction(iv, r, +1) if iv and r > 0 else UNTESTABLE))
     return _row(2, family, protocol, parts, combine([p[2] for p in parts]),
                 "change of the step's loss change: above 0 holds; below R does not hold")
@@ -223,7 +231,7 @@ def claim_4(family, protocol, points, noise, slope):
         gap = contrast(rows, np.tile([1.0, -1.0, 1.0, -1.0], len(sizes)) / (2 * len(sizes)),
                        noise)
         r = SHARE * abs(gap.estimate)
-        parts.append((f"S {s:g} (R {r:.3g})", iv, absence(iv, r)))
+        parts.append((f"S {s:g} ({_threshold(r)})", iv, absence(iv, r)))
     return _row(4, family, protocol, parts, combine([p[2] for p in parts]),
                 "change of the gap per doubling of D: within ±R (a quarter of the level's mean "
                 "gap) holds; wholly beyond does not hold")
