@@ -17,7 +17,7 @@ A key (`key`) is the SHA-256 of
   an option of another kind turns the cache off for that fit);
 - every setting the optimiser sees: delta, log, grid, starts, and for the bootstrap, seed;
 - the code version (`code_version`): FORMAT and the source of fitting.py, laws.py,
-  schedules.py and this file, plus the numpy and scipy versions. Any change to them is a
+  costs.py, schedules.py and this file, plus the numpy and scipy versions. Any change to them is a
   new key, so a changed fitter never reads an older one's results.
 
 The bootstrap's entry leaves out B: the refits are drawn one after another from one seeded
@@ -57,8 +57,8 @@ EVENTS = "events.jsonl"
 MAX_ENTRY_BYTES = 64 * 2**20  # a larger file is not read
 _PACKAGE = Path(__file__).resolve().parent
 # The code a fit's result depends on (the fitter, the laws, the schedules the average law
-# integrates) and this module itself.
-SOURCES = ("fitting.py", "laws.py", "schedules.py", "fitcache.py")
+# integrates: `costs.cubic_schedule` builds a `schedules.Cubic`) and this module itself.
+SOURCES = ("fitting.py", "laws.py", "costs.py", "schedules.py", "fitcache.py")
 
 # This process's lookups: "computed" and "reused" laws (optimiser runs), "unreadable" entries,
 # "unstorable" results (e.g. a NaN parameter that JSON would not give back equal).
