@@ -366,7 +366,7 @@ def test_a_drifted_environment_gives_one_warning_line_naming_the_differences(
         f"sparsekit train: {expected}"]
 
 
-def timed_run(cfg):
+def timed_run(cfg, **_):
     """toy_run's result, as if trained here: 60 s + 1e-9 s per image x block parameter."""
     from sparsekit import provenance
     from sparsekit.sweep import work
