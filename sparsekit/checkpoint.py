@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparsekit.store import sync_dir
+
 EVERY_S = 900.0  # the longest wall time between two checkpoints of a run
 INFLIGHT = "inflight"  # folder of <store>/checkpoints holding the checkpoints of unfinished runs
 _STEP = re.compile(r"^step_(\d+)$")
@@ -121,7 +123,7 @@ class Checkpoints:
             os.rename(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _sync_dir(self.folder)
+        sync_dir(self.folder)
         for old in self.folder.iterdir():  # older checkpoints and temp folders of killed saves
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
@@ -164,12 +166,3 @@ class Checkpoints:
 
         self._saved_at, self._saved_step = time.monotonic(), saved.step
         return saved, unflatten("params", params), unflatten("opt_state", opt_state)
-
-
-def _sync_dir(path: Path) -> None:
-    """Make a rename in directory `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

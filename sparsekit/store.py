@@ -121,14 +121,14 @@ def _write_atomic(path: Path, write: Any) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        _sync_dir(path.parent)
+        sync_dir(path.parent)
     except OSError as e:
         if e.errno == errno.ENOSPC:  # the bare error names no file: name the one not written
             raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
-def _sync_dir(path: Path) -> None:
+def sync_dir(path: Path) -> None:
     """Make renames in directory `path` durable (a crash must not resurrect an old file)."""
     dir_fd = os.open(path, os.O_RDONLY)
     try:
@@ -251,8 +251,8 @@ class Store:
                 while target.exists():
                     target, n = aside / f"{key}.{n}.json", n + 1
                 os.rename(self._file(key), target)
-                _sync_dir(self.runs)
-                _sync_dir(aside)
+                sync_dir(self.runs)
+                sync_dir(aside)
                 warnings.warn(f"{e}; moved to {target}, the point counts as missing",
                               DamagedResultWarning, stacklevel=2)
                 moved.append(target)
