@@ -250,7 +250,7 @@ def test_claim_10_recovers_a_known_ratio_with_its_noise_range():
     noise = 0.01
     matched = 10 * (8 * pruned.data.amount) ** -0.1  # from scratch matches it at 8x the data
     evidence, verdict = claim_10(with_loss(matched), grid, noise)
-    assert verdict == HOLDS and evidence.startswith(f"50%, N 4e+03, D {count(pruned.data.amount)}: 8x [")
+    assert verdict == HOLDS and evidence.startswith(f"50%, N 4000, D {count(pruned.data.amount)}: 8x [")
     # the range is the ratio with the loss moved by 2 seed SDs: L = 10 D^-0.1 inverted
     low, high = (((10 / (matched + s)) ** 10) / pruned.data.amount for s in (0.02, -0.02))
     assert f"[{low:.3g}, {high:.3g}]" in evidence
@@ -275,7 +275,7 @@ def test_cost_model_example_charges_and_credits_the_pretraining():
     assert analysis.measured_ratios(table.assign(**{"data ratio": np.nan})) == (
         (pytest.approx(np.nan, nan_ok=True), {}))
     sopt = analysis.sopt_table(PAPER_T5, 1e8, [1e19, 1e21], 4.0, analysis.PAPER_RATIOS)
-    assert list(sopt.index) == ["1e+19", "1e+21"]
+    assert list(sopt.index) == ["1 × 10¹⁹", "1 × 10²¹"]
     scratch, charged, _ = sopt.columns
     assert (sopt[charged] <= sopt[scratch]).all() and sopt[charged].iat[0] == 0.0
     with pytest.raises(ValueError, match="cost_N must be"):

@@ -40,6 +40,7 @@ from sparsekit.analysis.runs import (
     stores_with_runs,
     styled,
 )
+from sparsekit.analysis.tables import number
 from sparsekit.store import Store, load
 
 REGIME = (50.0, 500.0)  # least median and least max of D/N over the grid
@@ -84,8 +85,8 @@ def order_violations(dense: Runs, tie: float) -> tuple[int, int, list[str]]:
                 total += 1
                 if nxt > prev + tie:
                     bad += 1
-                    where.append(f"{fixed} {value:.4g}: {moving} {x0:.4g} -> {x1:.4g} "
-                                 f"(+{nxt - prev:.3g})")
+                    where.append(f"{fixed} {number(value)}: {moving} {number(x0)} -> "
+                                 f"{number(x1)} (+{nxt - prev:.3g})")
     return bad, total, where
 
 
@@ -163,16 +164,17 @@ def criteria_table(grid: Runs | None, spread: pd.DataFrame | None, *, planned: i
         add("3a. not stuck", "no dense run at the smallest N and D yet", "", None)
     else:
         share = (plateau[i] - dense.loss[i]) / (plateau[i] - floor[i])
-        add("3a. not stuck", f"N {dense.N[i]:.4g}, D {dense.D[i]:.4g}: loss {dense.loss[i]:.4g}, "
-            f"plateau {plateau[i]:.4g}, floor {floor[i]:.4g}: learned {share:.1%}",
+        add("3a. not stuck", f"N {number(dense.N[i])}, D {number(dense.D[i])}: "
+            f"loss {dense.loss[i]:.4g}, plateau {plateau[i]:.4g}, floor {floor[i]:.4g}: "
+            f"learned {share:.1%}",
             f">= {LEARNED:.0%} of plateau - floor", bool(share >= LEARNED))
     i = _corner(dense, "max")
     if i is None:
         add("3b. not solved", "no dense run at the largest N and D yet", "", None)
     else:
         gap = dense.loss[i] - floor[i]
-        add("3b. not solved", f"N {dense.N[i]:.4g}, D {dense.D[i]:.4g}: loss {dense.loss[i]:.4g}, "
-            f"{gap:.3g} above the floor {floor[i]:.4g}",
+        add("3b. not solved", f"N {number(dense.N[i])}, D {number(dense.D[i])}: "
+            f"loss {dense.loss[i]:.4g}, {gap:.3g} above the floor {floor[i]:.4g}",
             f"loss >= {NOT_SOLVED:g} and > floor + {TIES:g} seed SD",
             None if not np.isfinite(sd) else bool(dense.loss[i] >= NOT_SOLVED and gap > tie))
 
@@ -216,7 +218,8 @@ def above_floor_table(runs: Runs) -> pd.DataFrame:
     t = pd.DataFrame({"S": runs.S, "N target": runs.size, "D": runs.D,
                       "loss - floor": runs.loss - floor})
     wide = t.pivot_table(index=["S", "N target"], columns="D", values="loss - floor")
-    return wide.rename(columns=lambda d: f"D = {d:.4g}").rename_axis(columns=None).reset_index()
+    wide = wide.rename(columns=lambda d: f"D = {number(d)}")
+    return wide.rename_axis(columns=None).reset_index()
 
 
 def curve_table(store: str | Path) -> pd.DataFrame:

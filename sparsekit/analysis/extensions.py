@@ -23,6 +23,7 @@ from sparsekit.analysis.figures import count
 from sparsekit.analysis.patterns import cells, gaps
 from sparsekit.analysis.pretrained import PAPER_RATIOS, ratio_table, stage_two
 from sparsekit.analysis.runs import Runs
+from sparsekit.analysis.tables import number
 
 CLOSE = 0.25  # a pattern is close to unstructured when it gives up at most this share of its gain
 HALF = 0.5  # the sparsity of claim 9's patterns
@@ -124,7 +125,8 @@ def claim_10(pretrained: Runs | None, grid: Runs, noise: float,
         levels = []
         for _, r in rows.iterrows():
             levels.append(rule_pretrained(r["ratio low"], r["ratio high"]))
-            parts.append(f"{100 * s:g}%, N {r['N target']:.3g}, D {count(r['D prune'])}: "
+            parts.append(f"{100 * s:g}%, N {number(r['N target'], 3)}, "
+                         f"D {count(r['D prune'])}: "
                          f"{r['data ratio']:.3g}x "
                          f"[{r['ratio low']:.3g}, {r['ratio high']:.3g}]")
         verdicts.append(combine(levels))

@@ -91,6 +91,7 @@ from sparsekit.analysis.runs import (
     seed_spread,
     stores_with_runs,
 )
+from sparsekit.analysis.tables import number, styled
 from sparsekit.costs import dense_cost
 from sparsekit.laws import AverageParamLaw, Law
 
@@ -381,7 +382,7 @@ def _claim_6(a: Assessment) -> tuple[str, str]:
         rmse = float(np.sqrt(np.mean((relative * level.loss) ** 2)))
         texts.append(f"{_pct(s)}: mean error {100 * np.mean(relative):+.2g}%, RMSE {rmse:.2g}")
         verdicts.append(rule_extrapolation(rmse, float(np.mean(np.abs(relative))), a.noise))
-    sizes = "/".join(f"{n:.3g}" for n in np.unique(nominal_sizes(runs.size)))
+    sizes = "/".join(number(n, 3) for n in np.unique(nominal_sizes(runs.size)))
     return f"{what} (N {sizes}): " + "; ".join(texts), combine(verdicts)
 
 
@@ -397,7 +398,8 @@ def _claim_7(a: Assessment) -> tuple[str, str]:
 
     rise = interval([float(np.diff(s_opt(x))[0]) for x in a.fit.bootstrap_laws])
     lo, hi = s_opt(law)
-    text = (f"S_opt at N {N0:.3g}: {lo:.2f} -> {hi:.2f} from C {C_lo:.2g} to {C_hi:.2g} "
+    text = (f"S_opt at N {number(N0, 3)}: {lo:.2f} -> {hi:.2f} from C {number(C_lo, 2)} to "
+            f"{number(C_hi, 2)} "
             f"(rise in [{rise[0]:.2g}, {rise[1]:.2g}])")
     dense, ratio = a.levels.get(0.0), (np.nan, np.nan)
     frontier = undetermined_exponent(dense, ("alpha", "beta"))
@@ -632,9 +634,11 @@ def claim_table(tables: Mapping[str, pd.DataFrame], claim: int) -> pd.DataFrame:
 
 
 def styled_verdicts(table: pd.DataFrame) -> Styler:
-    """A `verdict_table` for display, each verdict on its colour (VERDICT_COLOURS)."""
-    return table.style.map(lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}",
-                           subset=[c for c in table if c not in ("evidence", "paper")])
+    """A `verdict_table` for display (as `tables.styled`, never split), each verdict on its
+    colour (VERDICT_COLOURS)."""
+    return styled(table, width=np.inf).map(
+        lambda v: f"background-color: {VERDICT_COLOURS.get(v, '')}",
+        subset=[c for c in table if c not in ("evidence", "paper")])
 
 
 def exponent_table(a: Assessment) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from sparsekit.analysis.likeforlike import (
     seed_noise,
 )
 from sparsekit.analysis.runs import FAMILY_LABELS
+from sparsekit.analysis.tables import number
 
 
 def _mean_gap(points: pd.DataFrame, noise, s: float, arms: tuple[str, str]):
@@ -116,7 +117,7 @@ def gap_figure(frame: pd.DataFrame) -> go.Figure:
             g = g.sort_values("S")
             fig.add_trace(go.Scatter(
                 x=g["S"], y=g["gap"], mode="lines+markers", line={"dash": dash[protocol]},
-                name=f"{protocol}, N {nt:,}, D {d:.3g}", legendgroup=protocol,
+                name=f"{protocol}, N {number(nt)}, D {number(d, 3)}", legendgroup=protocol,
                 error_y={"type": "data", "symmetric": False, "array": g["high"] - g["gap"],
                          "arrayminus": g["gap"] - g["low"]}), row=1, col=col)
         fig.add_hline(y=0, line={"color": "#888", "width": 1}, row=1, col=col)

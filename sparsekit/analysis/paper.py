@@ -19,6 +19,7 @@ from sparsekit import fitting, plotting
 from sparsekit.analysis.figures import DASHES
 from sparsekit.analysis.fits import DELTA, LOG
 from sparsekit.analysis.runs import Runs
+from sparsekit.analysis.tables import number
 from sparsekit.laws import PAPER_T5, PAPER_VIT, Law
 
 PAPER_LAWS = {"ViT / JFT-4B": PAPER_VIT, "T5 / C4": PAPER_T5}  # label -> the Table 1 fit
@@ -55,8 +56,8 @@ def paper_loss_figure(N: np.ndarray | None = None) -> go.Figure:
                     x=N, y=law.predict(S, N, D), mode="lines", row=1, col=col, name=label,
                     legendgroup=str(S), showlegend=col == 1 and dash == "solid",
                     line={"color": plotting.sparsity_color(S), "dash": dash},
-                    hovertemplate=f"{label}, D = {D:.2g} {PAPER_UNITS[name]}"
-                                  "<br>N = %{x:.3g}<br>loss = %{y:.4f}<extra></extra>",
+                    hovertemplate=f"{label}, D = {number(D, 2)} {PAPER_UNITS[name]}"
+                                  "<br>N = %{x:.3~s}<br>loss = %{y:.4f}<extra></extra>",
                 )
     return fig
 

@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 from sparsekit import plotting
 from sparsekit.analysis.figures import GREY, _style, count, data_title, loss_title
 from sparsekit.analysis.runs import Runs
+from sparsekit.analysis.tables import number
 from sparsekit.config import RunConfig
 from sparsekit.costs import pretrained_cost
 from sparsekit.laws import Law
@@ -263,6 +264,6 @@ def sopt_table(law: Law, N: float, budgets: Sequence[float], pretrain_ratio: flo
     }
     budgets = np.asarray(budgets, dtype=np.float64)
     sopt = {name: law.optimal_sparsity(N, budgets, cost) for name, cost in models.items()}
-    index = pd.Index([f"{c:.3g}" for c in budgets], name="C (FLOPs)")
+    index = pd.Index([number(c, 3) for c in budgets], name="C (FLOPs)")
     # the search resolves S to ~1e-8: a boundary optimum at 0 reads as 0
     return pd.DataFrame(sopt, index=index).where(lambda t: t > 1e-6, 0.0)

@@ -7,16 +7,14 @@ import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sparsekit.analysis.tables import number, styled  # noqa: F401 (styled: imported from here too)
 from sparsekit.store import Store, load
 from sparsekit.sweep import load_grid, sweep
-
-if TYPE_CHECKING:
-    from pandas.io.formats.style import Styler
 
 FAMILY_LABELS = {"vit": "ViT", "t5": "T5"}  # family -> label
 SMOKE_RESULTS = "../_build/smoke-results"  # throwaway smoke stores, relative to notebooks/
@@ -174,7 +172,7 @@ def coverage_table(runs: Mapping[str, Runs], missing: Mapping[str, str]) -> pd.D
             "runs": len(r),
             "S levels": ", ".join(f"{s:g}" for s in np.unique(r.S)),
             "sizes N": np.unique(r.size).size,
-            "data D": ", ".join(f"{d:.3g}" for d in np.unique(r.D)) + f" {r.unit}",
+            "data D": ", ".join(number(d, 3) for d in np.unique(r.D)) + f" {r.unit}",
             "median SE / loss (%)": 100 * np.nanmedian(r.loss_se / r.loss),
             "source": r.source,
         }
@@ -440,10 +438,3 @@ def noise_of(spread: pd.DataFrame, runs: Runs) -> float:
     at = [(s, n, d) in fitted for s, n, d in zip(ours["S"], ours["N target"], ours["D"],
                                                   strict=True)]
     return pooled_sd(ours[np.asarray(at, dtype=bool)])  # a bare [] would select columns
-
-
-def styled(table: pd.DataFrame, digits: int = 4) -> Styler:
-    """`table` for display: floats to `digits` significant digits, blanks for missing, all
-    rows shown (a pandas Styler)."""
-    floats = table.select_dtypes("float").columns
-    return table.style.format(f"{{:.{digits}g}}", subset=floats, na_rep="")
