@@ -656,6 +656,9 @@ def test_smoke_sized_store_fits_only_what_it_supports() -> None:
         table["note"].str.len().gt(0).all() and table.loc["effective-multiplier law", "runs"] == 8
     )
     assert "laws fitted: multiplier" in fits.summary()
+    words = fits.sentences("all runs")  # the book's version: Markdown sentences
+    assert words.startswith("**T5, all runs**: 8 runs; fitted the effective-multiplier law.")
+    assert "- The sparse law was not fitted: needs 3 distinct S values, has 2" in words
 
 
 def test_fit_laws_fits_only_the_runs_inside_a_regime() -> None:

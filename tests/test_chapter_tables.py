@@ -120,7 +120,8 @@ def test_coefficients_side_by_side_says_which_fit_lacks_the_sparse_law() -> None
     runs = _grid({(0.0, 16): 2.0})
     fits = {"all runs": analysis.LawFits(runs, {}, {}, {"sparse": "needs 3 distinct S"})}
     table, notes = analysis.coefficients_side_by_side(fits, PAPER_T5)
-    assert table is None and notes == ["[all runs] sparse law needs 3 distinct S"]
+    assert table is None and notes == ["The sparse law is not fitted (all runs): needs 3 "
+                                       "distinct S."]
 
 
 def test_noise_of_runs_without_rerun_points_is_nan() -> None:

@@ -81,6 +81,27 @@ class LawFits:
         lines = [f"{self.runs.label}: {len(self.runs)} runs; laws fitted: {fitted}"]
         return "\n".join([*lines, *(f"  {law}: {note}" for law, note in self.notes.items())])
 
+    def sentences(self, view: str = "") -> str:
+        """`summary` in words for the book (Markdown): the runs, the laws fitted, and a
+        sentence per law left out or to be read with care, e.g. "**ViT, all runs**: 7 runs;
+        fitted the average-parameter law. The sparse law was not fitted: needs 3
+        distinct S values, has 2." `view` names the runs ("all runs", "D/N >= 193")."""
+        name = f"{self.runs.label}, {view}" if view else self.runs.label
+        fitted = [f"the {LAW_LABELS.get(law, law)}" for law in self.fits]
+        laws = (", ".join(fitted[:-1]) + " and " + fitted[-1]) if len(fitted) > 1 else (
+            fitted[0] if fitted else "")
+        head = f"**{name}**: {len(self.runs)} runs; " + (f"fitted {laws}." if laws else
+                                                          "no law fitted.")
+        lines = []
+        for law, note in self.notes.items():
+            label = LAW_LABELS.get(law, law)
+            label = label if label[0].isupper() else f"The {label}"
+            if note.startswith("not fitted: "):
+                lines.append(f"{label} was not fitted: {note.removeprefix('not fitted: ')}.")
+            else:
+                lines.append(f"{label}: {note}.")
+        return "\n\n".join([head, "\n".join(f"- {line}" for line in lines)]).strip()
+
 
 def fit_laws(
     runs: Runs,
@@ -134,7 +155,7 @@ def fit_laws(
                               "by these runs, read with care")
         if fit.undetermined:
             notes[law].append(f"not determined by these runs: {', '.join(fit.undetermined)} "
-                              "(scaling one by 10% moves no prediction by 1e-6)")
+                              "(scaling one by 10% moves no prediction by 10⁻⁶)")
         if not extrapolate:
             continue
         rest = points.select(np.less(points.N, points.N.max() / HOLD_OUT_WITHIN))

@@ -22,10 +22,11 @@ def coefficients_side_by_side(fits: Mapping[str, LawFits], paper: Law
                               ) -> tuple[pd.DataFrame | None, list[str]]:
     """(the sparse law's coefficients of each fit beside the paper's, the last fit first,
     as `coefficient_table` columns under the fit's label; None when no fit has the sparse
-    law) and a line per fit without it, saying why."""
+    law) and a sentence per fit without it, saying why."""
     tables = {label: coefficient_table(f.fits["sparse"], paper)
               for label, f in reversed(fits.items()) if "sparse" in f.fits}
-    notes = [f"[{label}] sparse law {f.notes['sparse']}"
+    notes = [f"The sparse law is not fitted ({label}): "
+             f"{f.notes['sparse'].removeprefix('not fitted: ')}."
              for label, f in fits.items() if "sparse" not in f.fits]
     return (pd.concat(tables, axis=1) if tables else None), notes
 
