@@ -89,6 +89,7 @@ class BookHtmlRenderer(MimetypeRenderer):
             full_html=False,
             default_width="100%",
             default_height=f"{height}px",  # a % height collapses inside the book's layout
+            config={"responsive": True},  # redrawn at the column's width when it changes
             validate=False,
         )
         return {"text/html": html}
