@@ -149,7 +149,7 @@ def test_benefit_table_and_headline_give_each_protocols_gap_and_their_difference
     from sparsekit.analysis import likeforlike_views as views
 
     table = views.benefit_table(synthetic(0.0, 1.0, sd=0.001))
-    assert list(table["S"]) == [0.5, 0.75, 0.875] and (table["cells, paper"] == 4).all()
+    assert list(table["S"]) == [0.5, 0.75, 0.875] and (table["cells"] == 4).all()
     paper = table["gap, paper"].str.split(" ").str[0].astype(float)
     dense_emb = table["gap, dense-embeddings"].str.split(" ").str[0].astype(float)
     difference = table["paper minus dense-embeddings"].str.split(" ").str[0].astype(float)
@@ -159,6 +159,16 @@ def test_benefit_table_and_headline_give_each_protocols_gap_and_their_difference
     assert np.allclose(difference, paper - dense_emb, atol=1e-3)  # printed to 3 digits
     sentence = views.headline(synthetic(0.0, 1.0, sd=0.001))
     assert sentence.startswith("T5, at S = 0.5 / 0.75 / 0.875:") and "dense embeddings" in sentence
+
+
+def test_benefit_table_compares_the_protocols_on_the_same_cells():
+    from sparsekit.analysis import likeforlike_views as views
+
+    frame = synthetic(0.0, 1.0, sd=0.001)
+    partial = frame[~((frame["protocol"] == "dense-embeddings") & (frame["N_target"] == 32768))]
+    table = views.benefit_table(partial)
+    assert (table["cells"] == 2).all()  # the 32K cells lack the dense-embedding runs
+    assert table["gap, paper"].str.contains(r"\[").all()
 
 
 def test_embedding_table_reads_the_ratios_to_the_dense_twin():
