@@ -239,3 +239,16 @@ def test_a_table_mixing_corpora_is_refused():
     with pytest.raises(ValueError, match=r"the fit mix corpora: 1 run on 'pinned' \(bbbbbbbbbbbb"
                        r"\); 2 runs on 'stdlib' \(aaaaaaaaaaaa\)"):
         check_one_corpus(mixed, "the fit")
+
+
+def test_the_chapters_runs_never_mix_corpora():
+    import pandas as pd
+
+    from sparsekit.analysis.runs import runs_from_table
+
+    rows = pd.DataFrame({"status": "ok", "family": "t5", "unit": "tokens", "loss": [1.5, 1.4],
+                         CORPUS_COLUMN: ["a" * 64, "b" * 64],
+                         "data.corpus_stats.name": ["stdlib", "pinned"]})
+    with pytest.raises(ValueError, match=r"store X mix corpora: 1 run on 'pinned'"):
+        runs_from_table(rows, source="store X")
+    assert len(runs_from_table(rows.iloc[:1], source="store X")) == 1

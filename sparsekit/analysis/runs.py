@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sparsekit.analysis.tables import number, styled  # noqa: F401 (styled: imported from here too)
+from sparsekit.data.corpus import check_one_corpus
 from sparsekit.store import Store, load
 from sparsekit.sweep import load_grid, sweep
 
@@ -89,7 +90,7 @@ def runs_from_table(frame: pd.DataFrame, *, source: str, family: str | None = No
     """The finished runs (status ok, finite loss) of one family in a store table.
 
     ValueError naming `source` if there are none, or if the runs mix families (pass
-    `family`) or data units.
+    `family`), data units or corpora (`data.corpus.check_one_corpus`).
     """
     if frame.empty:
         raise ValueError(f"{source} has no runs (run the sweep into it first)")
@@ -102,6 +103,7 @@ def runs_from_table(frame: pd.DataFrame, *, source: str, family: str | None = No
         if ok.empty:
             raise ValueError(f"{source} has no finished {family} runs (it has {present})")
     ok = ok[np.isfinite(ok["loss"].astype(float))].reset_index(drop=True)
+    check_one_corpus(ok, what=source)  # a fit never mixes corpora
     for column, what in (("family", "families"), ("unit", "data units")):
         values = sorted(ok[column].unique())
         if len(values) != 1:
