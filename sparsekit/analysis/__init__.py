@@ -124,6 +124,7 @@ from sparsekit.analysis.provenance import (
 )
 from sparsekit.analysis.regime import (
     PAPER_REGIME,
+    coverage_table,
     paper_minimum,
     regime_table,
     resolve_minimum,
@@ -140,7 +141,6 @@ from sparsekit.analysis.runs import (
     RUN_COLUMNS,
     SMOKE_RESULTS,
     Runs,
-    coverage_table,
     describe_sweep,
     finished_runs,
     load_families,

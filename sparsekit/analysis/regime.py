@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sparsekit.analysis.runs import FAMILY_LABELS, Runs
+from sparsekit.analysis.tables import number
 
 # (min, median, max) D/N of the paper's runs, from its released data: T5 `t5-data.csv` with
 # N = 24 * 12 * 768^2 * scale * (1 - S) and D = steps * 65,536 tokens; ViT `vit-data.json` with
@@ -90,3 +91,26 @@ def regime_table(runs: Mapping[str, Runs]) -> pd.DataFrame:
             "runs in the paper's range": int(np.sum(ratio >= low)),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def coverage_table(runs: Mapping[str, Runs], missing: Mapping[str, str]) -> pd.DataFrame:
+    """One row per family: the runs found, their distinct S, N and D, the median standard
+    error of the loss relative to the loss (%), and their D/N (min, median, max) beside the
+    paper's (`regime.regime_table`); for `missing` families, why."""
+    rows = {}
+    for r in runs.values():
+        rows[r.label] = {
+            "runs": len(r),
+            "S levels": ", ".join(f"{s:g}" for s in np.unique(r.S)),
+            "sizes N": np.unique(r.size).size,
+            "data D": ", ".join(number(d, 3) for d in np.unique(r.D)) + f" {r.unit}",
+            "median SE / loss (%)": 100 * np.nanmedian(r.loss_se / r.loss),
+            "source": r.source,
+        }
+    for family, reason in missing.items():
+        rows[FAMILY_LABELS.get(family, family)] = {"runs": 0, "source": reason}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    if not runs:
+        return table
+    regime = regime_table(runs).drop(columns="runs")
+    return table.join(regime)[[*table.columns[:-1], *regime.columns, "source"]]

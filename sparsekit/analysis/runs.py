@@ -162,31 +162,6 @@ def load_families(
     return runs, missing
 
 
-def coverage_table(runs: Mapping[str, Runs], missing: Mapping[str, str]) -> pd.DataFrame:
-    """One row per family: the runs found, their distinct S, N and D, the median standard
-    error of the loss relative to the loss (%), and their D/N (min, median, max) beside the
-    paper's (`regime.regime_table`); for `missing` families, why."""
-    from sparsekit.analysis.regime import regime_table  # regime builds on this module
-
-    rows = {}
-    for r in runs.values():
-        rows[r.label] = {
-            "runs": len(r),
-            "S levels": ", ".join(f"{s:g}" for s in np.unique(r.S)),
-            "sizes N": np.unique(r.size).size,
-            "data D": ", ".join(number(d, 3) for d in np.unique(r.D)) + f" {r.unit}",
-            "median SE / loss (%)": 100 * np.nanmedian(r.loss_se / r.loss),
-            "source": r.source,
-        }
-    for family, reason in missing.items():
-        rows[FAMILY_LABELS.get(family, family)] = {"runs": 0, "source": reason}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    if not runs:
-        return table
-    regime = regime_table(runs).drop(columns="runs")
-    return table.join(regime)[[*table.columns[:-1], *regime.columns, "source"]]
-
-
 def run_grid(
     grid: str | Path,
     store: str | Path,
