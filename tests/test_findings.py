@@ -348,10 +348,10 @@ def test_view_noise_and_store_or_reason(tmp_path) -> None:
                            "runs": 3, "SD": [0.1, 0.2]})
     runs = _frame_runs(pd.DataFrame({"family": "t5", "sparsity": 0.0, "N": [1.0],
                                               "D": [1], "loss": [1.0]}), "t5")
-    assert view_noise(spread, runs) == pytest.approx(0.1)  # the runs' own point
+    assert view_noise(spread, runs) == pytest.approx((0.1, 2))  # the runs' own point, 2 df
     other = _frame_runs(pd.DataFrame({"family": "t5", "sparsity": 0.5, "N": [1.0],
                                                "D": [9], "loss": [1.0]}), "t5")
-    assert view_noise(spread, other) == pytest.approx(0.2)  # the longest slice
+    assert view_noise(spread, other) == pytest.approx((0.2, 2))  # the longest slice
     assert store_or_reason("t5_store", str(tmp_path), "t5", False) == (str(tmp_path), "")
     assert store_or_reason("t5_store", "", "t5", False)[0] is None
     with pytest.raises(ValueError, match="t5_store must be an existing results store"):

@@ -132,8 +132,10 @@ def _protocol(runs: Runs | None) -> str:
 
 
 def view_noise_table(chapter: FindingsChapter) -> pd.DataFrame:
-    """Per (family, view): the runs tested and the seed SD (nats) they are judged against."""
-    rows = {(FAMILY_LABELS[f], label): {"runs": len(a.runs), "seed SD (nats)": a.noise}
+    """Per (family, view): the runs tested, the seed SD (nats) they are judged against and
+    its degrees of freedom (the t-quantiles of their intervals)."""
+    rows = {(FAMILY_LABELS[f], label): {"runs": len(a.runs), "seed SD (nats)": a.noise,
+                                       "its degrees of freedom": a.noise_df}
             for f, both in chapter.views.items() for label, a in both.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
 

@@ -85,8 +85,8 @@ from sparsekit.analysis.rules import (
 from sparsekit.analysis.runs import (
     Runs,
     load_stores,
-    noise_by_slice,
-    noise_of,
+    noise_points,
+    pooled_df,
     pooled_sd,
     seed_spread,
     stores_with_runs,
@@ -444,14 +444,19 @@ TESTS: dict[int, Callable[[Assessment], tuple[str, str]]] = {
 # --- frames ----------------------------------------------------------------------------------
 
 
-def frame_noise(table: pd.DataFrame) -> float:
-    """The seed SD pooled over the points (sparsity, N, D) that a frame holds with two or
-    more distinct seeds (`runs.pooled_sd`); NaN without a `seed` column or such points."""
+def frame_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """The points (sparsity, N, D) a frame holds with two or more distinct seeds: their
+    number of seeds (`runs`) and loss SD (`SD`); empty without a `seed` column."""
     if "seed" not in table or table.empty:
-        return np.nan
+        return pd.DataFrame({"runs": [], "SD": []})
     groups = table.groupby(["sparsity", "N", "D"])
     spread = pd.DataFrame({"runs": groups["seed"].nunique(), "SD": groups["loss"].std()})
-    return pooled_sd(spread[spread["runs"] >= 2])
+    return spread[spread["runs"] >= 2]
+
+
+def frame_noise(table: pd.DataFrame) -> float:
+    """The seed SD pooled over `frame_spread` (`runs.pooled_sd`); NaN without such points."""
+    return pooled_sd(frame_spread(table))
 
 
 FRAME_CHECKS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
@@ -520,16 +525,16 @@ def assessments(
     out = {}
     for family in families:
         runs = _frame_runs(frame, family)
-        sd = noises[family]
+        sd, df = noises[family], np.inf
         if sd is None:
-            sd = frame_noise(runs.table)
+            sd, df = frame_noise(runs.table), pooled_df(frame_spread(runs.table))
         elif isinstance(sd, bool) or not (isinstance(sd, int | float) and np.isfinite(sd)
                                           and sd >= 0):
             raise ValueError(f"noise for {family} must be a finite seed SD >= 0, got {sd!r}")
         held = None
         if heldout is not None and (heldout["family"] == family).any():
             held = within(_frame_runs(heldout, family), floors[family])
-        out[family] = Assessment(within(runs, floors[family]), noise=float(sd),
+        out[family] = Assessment(within(runs, floors[family]), noise=float(sd), noise_df=df,
                                  heldout=held if held is not None and len(held) else None,
                                  bootstrap=bootstrap, seed=seed)
     return out
@@ -602,9 +607,10 @@ def assess_views(
     views = {}
     for label, minimum in ((ALL_RUNS, None), (in_range_label(floor), floor)):
         subset = within(runs, minimum)
-        noise = view_noise(spread, subset) if spread is not None else np.nan
+        noise, df = view_noise(spread, subset) if spread is not None else (np.nan, np.inf)
         above = within(held, minimum) if held is not None else None
-        views[label] = Assessment(subset, noise=noise, bootstrap=bootstrap, seed=seed,
+        views[label] = Assessment(subset, noise=noise, noise_df=df, bootstrap=bootstrap,
+                                  seed=seed,
                                   heldout=above if above is not None and len(above) else None)
     return views
 
@@ -650,15 +656,15 @@ def exponent_table(a: Assessment) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["S", "exponent", "SE"]).assign(shared=shared)
 
 
-def view_noise(spread: pd.DataFrame, runs: Runs) -> float:
-    """The seed SD (nats) that a set of runs is judged against: pooled over the points of a
-    `seed_spread` table (made with the grid) among these runs (`runs.noise_of`), else that of
-    the longest data slice rerun (`runs.noise_by_slice`), else NaN."""
-    sd = noise_of(spread, runs)
-    if np.isfinite(sd):
-        return sd
-    slices = noise_by_slice(spread)
-    return float(slices["seed SD"].iloc[-1]) if len(slices) else np.nan
+def view_noise(spread: pd.DataFrame, runs: Runs) -> tuple[float, float]:
+    """(seed SD in nats, its degrees of freedom) that a set of runs is judged against:
+    pooled over the points of a `seed_spread` table (made with the grid) among these runs
+    (`runs.noise_points`), else over those of the longest data slice rerun, else NaN."""
+    points = noise_points(spread, runs)
+    if not len(points):
+        ours = spread[spread["grid recipe"]]
+        points = ours[ours["D"] == ours["D"].max()] if len(ours) else ours
+    return pooled_sd(points), pooled_df(points)
 
 
 def store_or_reason(name: str, value: Any, family: str, smoke: bool) -> tuple[str | None, str]:

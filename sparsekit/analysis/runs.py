@@ -407,11 +407,21 @@ def noise_by_slice(spread: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def noise_of(spread: pd.DataFrame, runs: Runs) -> float:
-    """The seed SD pooled over the grid-recipe rows of a `seed_spread` table whose point
-    (S, N target, D) is one of `runs`: the noise of the runs a fit rests on (NaN if none)."""
+def noise_points(spread: pd.DataFrame, runs: Runs) -> pd.DataFrame:
+    """The grid-recipe rows of a `seed_spread` table whose point (S, N target, D) is one of
+    `runs`: the points the noise of a fit to those runs rests on."""
     ours = spread[spread["grid recipe"]]
     fitted = set(zip(runs.S, runs.size, runs.D, strict=True))
     at = [(s, n, d) in fitted for s, n, d in zip(ours["S"], ours["N target"], ours["D"],
                                                   strict=True)]
-    return pooled_sd(ours[np.asarray(at, dtype=bool)])  # a bare [] would select columns
+    return ours[np.asarray(at, dtype=bool)]  # a bare [] would select columns
+
+
+def noise_of(spread: pd.DataFrame, runs: Runs) -> float:
+    """The seed SD pooled over `noise_points` (NaN if none)."""
+    return pooled_sd(noise_points(spread, runs))
+
+
+def pooled_df(spread: pd.DataFrame) -> float:
+    """The degrees of freedom of `pooled_sd` over the same rows: sum (n - 1); NaN if none."""
+    return float((spread["runs"] - 1).sum()) if len(spread) else np.nan
