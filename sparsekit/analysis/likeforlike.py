@@ -43,7 +43,7 @@ from sparsekit.analysis.rules import (
     direction,
     magnitude,
 )
-from sparsekit.analysis.runs import FAMILY_LABELS, pooled_sd
+from sparsekit.analysis.runs import FAMILY_LABELS, pooled_df, pooled_sd
 from sparsekit.config import PROTOCOLS
 
 PROTOCOL_NAMES = tuple(PROTOCOLS.values())  # ("paper", "dense-embeddings")
@@ -88,14 +88,15 @@ def point_means(frame: pd.DataFrame) -> pd.DataFrame:
                       N=("N", "mean")).reset_index()
 
 
-def seed_noise(frame: pd.DataFrame) -> tuple[float, int]:
-    """(seed SD in nats, its degrees of freedom): pooled over the points with >= 2 runs."""
-    points = point_means(frame)
-    points = points[points["n"] >= 2]
-    return pooled_sd(points.rename(columns={"n": "runs"})), int((points["n"] - 1).sum())
+def seed_noise(frame: pd.DataFrame) -> tuple[float, float]:
+    """(seed SD in nats, its degrees of freedom): pooled over the points with >= 2 runs
+    (`runs.pooled_sd`, `runs.pooled_df`)."""
+    points = point_means(frame).rename(columns={"n": "runs"})
+    points = points[points["runs"] >= 2]
+    return pooled_sd(points), pooled_df(points)
 
 
-def contrast(points: pd.DataFrame, weights: Sequence[float], noise: tuple[float, int]
+def contrast(points: pd.DataFrame, weights: Sequence[float], noise: tuple[float, float]
              ) -> Interval:
     """The interval of sum(w_i mean_i) over `points` (rows of `point_means`)."""
     w = np.asarray(weights, float)
@@ -142,7 +143,7 @@ def _levels(points: pd.DataFrame) -> list[float]:
     return sorted(points["sparsity"].unique())
 
 
-def _cell_contrast(cells: dict, noise, weights_of) -> Interval | None:
+def _cell_contrast(cells: dict, noise: tuple[float, float], weights_of) -> Interval | None:
     """The interval of the mean over cells of a per-cell contrast (`weights_of(cell)` ->
     weights over its points, or None to skip the cell)."""
     parts, weights = [], []
@@ -172,7 +173,7 @@ def _threshold(r: float) -> str:
     return f"R {r:.3g}" if np.isfinite(r) else "R unknown: needs two dense sizes at one D"
 
 
-def _row(claim, family, protocol, parts, verdict, rule):
+def _row(claim: int, family: str, protocol: str, parts: list, verdict: str, rule: str) -> dict:
     evidence = "; ".join(f"{name}: {iv if iv is not None else 'no cells'} ({v})"
                          for name, iv, v in parts)
     evidence = evidence or "no level has the cells it needs (two dense sizes at one D)"
@@ -181,7 +182,8 @@ def _row(claim, family, protocol, parts, verdict, rule):
             "verdict": verdict}
 
 
-def claim_1(family, protocol, cells, noise, slope):
+def claim_1(family: str, protocol: str, cells: dict, noise: tuple[float, float],
+            slope: float) -> dict:
     """Each step between consecutive levels: the mean change of the loss over cells,
     claimed negative; relevant: a quarter of the paper's predicted gain of that step."""
     levels = sorted({s for c in cells.values() for s in c["sparsity"]})
@@ -195,7 +197,8 @@ def claim_1(family, protocol, cells, noise, slope):
                 "each step's 95% t-interval: below 0 holds; above -R does not hold")
 
 
-def claim_2(family, protocol, cells, noise, slope):
+def claim_2(family: str, protocol: str, cells: dict, noise: tuple[float, float],
+            slope: float) -> dict:
     """For consecutive steps: the second step's change minus the first's, claimed positive
     (a smaller gain); relevant: a quarter of the paper's predicted shrinkage."""
     levels = sorted({s for c in cells.values() for s in c["sparsity"]})
@@ -209,7 +212,8 @@ def claim_2(family, protocol, cells, noise, slope):
                 "change of the step's loss change: above 0 holds; below R does not hold")
 
 
-def claim_4(family, protocol, points, noise, slope):
+def claim_4(family: str, protocol: str, points: pd.DataFrame, noise: tuple[float, float],
+            slope: float) -> dict:
     """Per sparse level: the change of the gap per doubling of D at fixed N (between a
     size's smallest and largest D), averaged over sizes; claimed absent within SHARE of the
     level's mean gap over the same cells (`evidence.rule_constant_gap`'s threshold)."""
@@ -243,7 +247,7 @@ def _draw(rows: pd.DataFrame, scale: np.ndarray, rng: np.random.Generator) -> np
     return rows["mean"].to_numpy(float) + z * scale[:, None] / np.sqrt(rows["n"].to_numpy(float))
 
 
-def dense_equivalents(points: pd.DataFrame, protocol: str, noise: tuple[float, int],
+def dense_equivalents(points: pd.DataFrame, protocol: str, noise: tuple[float, float],
                       draws: int = 4000, seed: int = 0) -> dict[float, Interval]:
     """m(S): the dense size, as a multiple of N, at which the dense twins' line in ln N (at a
     D with two or more dense sizes) reaches the sparse level's loss, averaged in ln m over
@@ -283,7 +287,8 @@ def dense_equivalents(points: pd.DataFrame, protocol: str, noise: tuple[float, i
     return out
 
 
-def claim_8(family, protocol, points, noise):
+def claim_8(family: str, protocol: str, points: pd.DataFrame,
+            noise: tuple[float, float]) -> dict:
     """m(S) against the paper's; undetermined when the interval holds both 1 (no gain) and
     the paper's value (`evidence.rule_dense_equivalent`'s rule)."""
     ms = dense_equivalents(points, protocol, noise)
