@@ -158,7 +158,8 @@ def test_benefit_table_and_headline_give_each_protocols_gap_and_their_difference
     assert np.allclose(dense_emb, SLOPE * np.log(m), atol=0.002)
     assert np.allclose(difference, paper - dense_emb, atol=1e-3)  # printed to 3 digits
     sentence = views.headline(synthetic(0.0, 1.0, sd=0.001))
-    assert sentence.startswith("T5, at S = 0.5 / 0.75 / 0.875:") and "dense embeddings" in sentence
+    assert sentence.startswith("T5, at S = 0.5 / 0.75 / 0.875 (over 4/4/4 cells):")
+    assert "dense embeddings" in sentence
 
 
 def test_benefit_table_compares_the_protocols_on_the_same_cells():

@@ -147,6 +147,7 @@ def headline(frame: pd.DataFrame) -> str:
         levels = " / ".join(f"{s:.3g}" for s in g["S"])
         paper = "; ".join(g[f"gap, {PROTOCOL_NAMES[0]}"])
         dense = "; ".join(g[f"gap, {PROTOCOL_NAMES[1]}"])
-        parts.append(f"{family}, at S = {levels}: {paper} nats under the paper's protocol, "
-                     f"against {dense} with dense embeddings.")
+        cells = "/".join(str(k) for k in g["cells"])
+        parts.append(f"{family}, at S = {levels} (over {cells} cells): {paper} nats under the "
+                     f"paper's protocol, against {dense} with dense embeddings.")
     return " ".join(parts)
