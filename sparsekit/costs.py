@@ -111,6 +111,14 @@ COST_MODELS: dict[str, CostModel] = {
 }
 
 
+def training_flops(N: ArrayLike, D: ArrayLike, S: ArrayLike,
+                   cost: str | CostModel = "dense") -> np.ndarray:
+    """C = 6 N D cost(S): the training FLOPs charged for runs of N non-zero parameters on D
+    tokens or images at sparsity S, under a cost model (a name in COST_MODELS or a callable)."""
+    N, D = np.asarray(N, dtype=np.float64), np.asarray(D, dtype=np.float64)
+    return 6.0 * N * D * resolve_cost(cost)(S)
+
+
 def resolve_cost(cost: str | CostModel) -> CostModel:
     """A cost model from its name in COST_MODELS, or a callable S -> multiple of 6 N D."""
     if callable(cost):

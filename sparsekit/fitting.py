@@ -125,6 +125,15 @@ class FitResult:
                      if np.isclose(values[name], lo, rtol=1e-6) or np.isclose(values[name], hi,
                                                                                  rtol=1e-6))
 
+    def refits_at_bounds(self) -> dict[str, float]:
+        """Exponent -> the share of the bootstrap refits in which it ended on the search box,
+        for the exponents with a share above zero: how often resampled runs do not pin it down
+        (an interval of a quantity that depends on it is then partly the box's)."""
+        refits = [replace(self, law=law).at_bounds for law in self.bootstrap_laws]
+        names = type(self.law).exponent_names
+        shares = {n: float(np.mean([n in r for r in refits])) for n in names} if refits else {}
+        return {n: share for n, share in shares.items() if share > 0}
+
 
 def find_undetermined(
     law: Law, S: ArrayLike, N: ArrayLike, D: ArrayLike, step: float = 0.1, tol: float = 1e-6

@@ -101,7 +101,7 @@ def make_table(
 
 def runs(frame: pd.DataFrame | None = None) -> analysis.Runs:
     frame = make_table() if frame is None else frame
-    return analysis.runs_from_table(frame, source="results store test")
+    return analysis.runs.runs_from_table(frame, source="results store test")
 
 
 SMOKE_LIKE = dict(levels=(0.0, 0.5), sizes=(4000, 16000), data=(8192, 16384))  # 8 runs
@@ -144,7 +144,7 @@ def test_nominal_size_is_the_target_and_falls_back_to_measured_n() -> None:
 )
 def test_runs_from_table_errors_name_the_store(frame, family, message) -> None:
     with pytest.raises(ValueError, match="results store test") as err:
-        analysis.runs_from_table(frame, source="results store test", family=family)
+        analysis.runs.runs_from_table(frame, source="results store test", family=family)
     assert message in str(err.value)
 
 
@@ -156,15 +156,15 @@ def test_load_runs_from_a_store_and_an_empty_one(tmp_path) -> None:
     missing = tmp_path / "nothing"
     with pytest.raises(ValueError, match=f"results store {missing} has no runs"):
         analysis.load_runs(missing)
-    loaded, reasons = analysis.load_families({"t5": store.path, "vit": missing})
+    loaded, reasons = analysis.runs.load_families({"t5": store.path, "vit": missing})
     assert list(loaded) == ["t5"] and str(missing) in reasons["vit"]
-    coverage = analysis.coverage_table(loaded, reasons)
+    coverage = analysis.regime.coverage_table(loaded, reasons)
     assert coverage.loc["T5", "runs"] == 36 and coverage.loc["T5", "sizes N"] == 3
     assert coverage.loc["ViT", "runs"] == 0 and "has no runs" in coverage.loc["ViT", "source"]
     # D/N from 2**20 / 65536 = 16 to 2**22 / 16384 = 256 tokens per non-zero parameter
     assert (coverage.loc["T5", "D/N min"], coverage.loc["T5", "D/N max"]) == (16.0, 256.0)
     assert coverage.loc["T5", "runs in the paper's range"] == 4  # 256 at 16384, 4 levels
-    assert coverage.loc["T5", "paper D/N min"] == analysis.PAPER_REGIME["t5"][0]
+    assert coverage.loc["T5", "paper D/N min"] == analysis.regime.PAPER_REGIME["t5"][0]
     assert list(coverage.columns)[-1] == "source"
 
 
@@ -174,11 +174,11 @@ def test_load_stores_joins_stores_and_counts_a_run_once(tmp_path) -> None:
     b.put(row(0.0, 16384, 2**20))  # the same run in both
     b.put(row(0.5, 16384, 2**20))
     b.put(row(0.5, 16384, 2**20, family="vit", key="v"))
-    joined = analysis.load_stores([a.path, b.path], family="t5")
+    joined = analysis.runs.load_stores([a.path, b.path], family="t5")
     assert len(joined) == 2 and list(joined.S) == [0.0, 0.5]
-    assert analysis.load_stores([tmp_path / "none"], family="t5") is None
-    assert analysis.load_stores([a.path], family="vit") is None
-    assert analysis.load_stores([], family="t5") is None
+    assert analysis.runs.load_stores([tmp_path / "none"], family="t5") is None
+    assert analysis.runs.load_stores([a.path], family="vit") is None
+    assert analysis.runs.load_stores([], family="t5") is None
 
 
 def tiny_grid(tmp_path: Path) -> Path:
@@ -202,28 +202,28 @@ def test_run_grid_reuses_stored_runs_without_training(tmp_path) -> None:
                 "config": cfg.to_dict(),
             }
         )
-    frame = analysis.run_grid(grid, store.path)
+    frame = analysis.runs.run_grid(grid, store.path)
     assert len(frame) == 4 and frame["reused"].all()
     assert (
-        analysis.describe_sweep(frame, "s") == "4 runs in the grid: 4 reused from s, "
+        analysis.runs.describe_sweep(frame, "s") == "4 runs in the grid: 4 reused from s, "
         "0 trained now; 0 failed"
     )
-    shown = analysis.runs_table(frame)
+    shown = analysis.runs.runs_table(frame)
     assert list(shown["S"]) == [0.0, 0.0, 0.5, 0.5] and "wall time (s)" in shown
 
 
 def test_run_grid_without_training_shows_only_the_stored_runs(tmp_path) -> None:
     grid = tiny_grid(tmp_path)
     store = Store(tmp_path / "store")
-    empty = analysis.run_grid(grid, store.path, train_missing=False)
-    assert analysis.describe_sweep(empty, "s").endswith("; 4 not in the store and not trained")
+    empty = analysis.runs.run_grid(grid, store.path, train_missing=False)
+    assert analysis.runs.describe_sweep(empty, "s").endswith("; 4 not in the store and not trained")
     configs = load_grid(grid).configs()
     for cfg in configs[:3]:
         store.put({**row(cfg.sparsity.target, cfg.model.nonzero, 8192), "key": cfg.key()})
     store.put({**row(0.9, 4000, 8192), "key": "not-of-this-grid"})
-    frame = analysis.run_grid(grid, store.path, train_missing=False)
+    frame = analysis.runs.run_grid(grid, store.path, train_missing=False)
     assert list(frame["key"]) == [c.key() for c in configs[:3]] and frame["reused"].all()
-    assert analysis.describe_sweep(frame, "s") == (
+    assert analysis.runs.describe_sweep(frame, "s") == (
         "4 runs in the grid: 3 reused from s, 0 trained now; 0 failed; "
         "1 not in the store and not trained"
     )
@@ -244,7 +244,7 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
     grid_loss = float(LAW.predict(0.0, 16384, 2**20))
     # the grid's own run, kept again under another key (a field added later): shown once
     check.put({**row(0.0, 16384, 2**20), "key": "again", "loss": grid_loss})
-    table = analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
+    table = analysis.runs.recipe_table([check.path], grid=analysis.load_runs(grid.path))
     assert len(table) == 1  # only the point the check ran; the grid's 7 others are left out
     assert table.loc[0, "LR 0.001, batch 32"] == 4.0
     assert table.loc[0, "LR 0.01, batch 32"] == 3.0
@@ -256,16 +256,16 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
               "loss": 1.5})
     check.put({**row(0.0, 16384, 2**20), "key": "c64", "config.data.options.num_classes": 64,
                "config.optim.lr": 0.02, "loss": 2.5})
-    mixed = analysis.recipe_table([check.path, task.path])
+    mixed = analysis.runs.recipe_table([check.path, task.path])
     assert mixed.loc[0, "LR 0.003, batch 32, 16 classes"] == 1.5
     assert mixed.loc[0, "LR 0.02, batch 32, 64 classes"] == 2.5
     assert list(table.columns[:4]) == ["S", "N target", "width", "D"]
     with pytest.raises(ValueError, match="has no runs"):
-        analysis.recipe_table([tmp_path / "empty"])
+        analysis.runs.recipe_table([tmp_path / "empty"])
     check.put({**row(0.0, 16384, 2**20), "key": "warmup", "config.optim.warmup": 0.2,
                "loss": 3.75})  # differs from the grid's run only in a setting not labelled
     with pytest.raises(ValueError, match="a setting the recipe label does not show"):
-        analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
+        analysis.runs.recipe_table([check.path], grid=analysis.load_runs(grid.path))
 
 
 def test_recipe_table_shows_a_grid_with_seeds_per_point_as_one_recipe(tmp_path) -> None:
@@ -276,8 +276,8 @@ def test_recipe_table_shows_a_grid_with_seeds_per_point_as_one_recipe(tmp_path) 
                   "config.data.seed": 11 + k, "loss": 3.0 + k})
         check.put({**row(s, n, 2**20), "key": f"lr{k}", "config.optim.lr": 1e-2,
                    "loss": 4.0 + k})
-    table = analysis.recipe_table([check.path], grid=analysis.load_runs(grid.path))
-    own = "LR 0.003, batch 32" + analysis.PER_POINT
+    table = analysis.runs.recipe_table([check.path], grid=analysis.load_runs(grid.path))
+    own = "LR 0.003, batch 32" + analysis.runs.PER_POINT
     assert list(table.columns) == ["S", "N target", "width", "D", own, "LR 0.01, batch 32"]
     assert table[own].tolist() == [3.0, 4.0] and table["LR 0.01, batch 32"].tolist() == [4.0, 5.0]
 
@@ -289,7 +289,7 @@ def test_pattern_table_puts_nm_beside_unstructured_and_dense(tmp_path) -> None:
     nm.put({**row(0.5, 16384, 2**20), "key": "24", "pattern": "2:4", "loss": 4.0})
     nm.put({**row(0.5, 16384, 2**20), "key": "48", "pattern": "4:8", "loss": 3.5})
     nm.put({**row(0.5, 16384, 2**20), "key": "12", "pattern": "1:2", "loss": 4.5})
-    table = analysis.pattern_table([nm.path], grid=analysis.load_runs(grid.path))
+    table = analysis.runs.pattern_table([nm.path], grid=analysis.load_runs(grid.path))
     assert list(table.columns) == ["S", "N target", "width", "D", "dense (same N target, D)",
                                    "unstructured", "1:2", "2:4", "4:8"]
     assert len(table) == 1  # the grid's other points are left out
@@ -298,9 +298,9 @@ def test_pattern_table_puts_nm_beside_unstructured_and_dense(tmp_path) -> None:
     assert table.loc[0, ["1:2", "2:4", "4:8"]].tolist() == [4.5, 4.0, 3.5]
     nm.put({**row(0.5, 16384, 2**20), "key": "24 again", "pattern": "2:4", "loss": 4.1})
     with pytest.raises(ValueError, match="more than one run per point and pattern"):
-        analysis.pattern_table([nm.path], grid=analysis.load_runs(grid.path))
+        analysis.runs.pattern_table([nm.path], grid=analysis.load_runs(grid.path))
     with pytest.raises(ValueError, match="has no runs"):
-        analysis.pattern_table([tmp_path / "empty"], grid=analysis.load_runs(grid.path))
+        analysis.runs.pattern_table([tmp_path / "empty"], grid=analysis.load_runs(grid.path))
 
 
 def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> None:
@@ -316,7 +316,7 @@ def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> No
     check.put({**row(0.0, 16384, 2**20), "key": "copy", "loss": 3.0})  # the grid's run again
     # Another sparsity pattern at the same point is another recipe, not another seed.
     check.put({**row(0.0, 16384, 2**20), "key": "nm", "pattern": "2:4", "loss": 7.0})
-    spread = analysis.seed_spread([check.path], grid=analysis.load_runs(grid.path))
+    spread = analysis.noise.seed_spread([check.path], grid=analysis.load_runs(grid.path))
     assert list(spread["recipe"]) == ["LR 0.003, batch 32", "LR 0.01, batch 32"]
     ours, other = spread.iloc[0], spread.iloc[1]
     assert ours["runs"] == 4 and ours["mean"] == pytest.approx(3.15)
@@ -324,10 +324,10 @@ def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> No
     assert ours["range"] == pytest.approx(0.8) and ours["grid recipe"]
     assert other["runs"] == 2 and other["SD"] == pytest.approx(np.sqrt(0.5))
     assert not other["grid recipe"]
-    pooled = analysis.pooled_sd(spread)
+    pooled = analysis.noise.pooled_sd(spread)
     assert pooled == pytest.approx(np.sqrt((3 * ours["SD"] ** 2 + 0.5) / 4))
-    assert np.isnan(analysis.pooled_sd(spread.iloc[:0]))
-    assert analysis.noise_floor(spread) == (
+    assert np.isnan(analysis.noise.pooled_sd(spread.iloc[:0]))
+    assert analysis.noise.noise_floor(spread) == (
         "noise floor: seed SD 0.342 nats at the grid's recipe, pooled over 1 points (4 runs)"
     )
 
@@ -343,15 +343,15 @@ def test_noise_by_slice_and_noise_of_the_fitted_runs(tmp_path) -> None:
             store.put({**row(S, 16384, D), "key": f"{S}-{D}-{seed}", "loss": loss,
                        "config.seed": seed, "config.data.seed": seed})
     grid_runs = analysis.load_runs(grid.path)
-    spread = analysis.seed_spread([check.path], grid=grid_runs)
-    table = analysis.noise_by_slice(spread)
+    spread = analysis.noise.seed_spread([check.path], grid=grid_runs)
+    table = analysis.noise.noise_by_slice(spread)
     assert list(table.index) == [2**20, 2**22] and list(table["points"]) == [2, 1]
     sd_short = np.std([3.0, 3.1 + 0.1 * 2**0.5 - 0.1], ddof=1)  # the S = 0.5 pair has SD 0
     assert table.loc[2**20, "seed SD"] == pytest.approx(np.sqrt(sd_short**2 / 2))
     assert table.loc[2**22, "seed SD"] == pytest.approx(0.02)
     long_runs = grid_runs.select(grid_runs.D == 2**22)
-    assert analysis.noise_of(spread, long_runs) == pytest.approx(0.02)
-    assert np.isnan(analysis.noise_of(spread, grid_runs.select(grid_runs.D == 1)))
+    assert analysis.noise.noise_of(spread, long_runs) == pytest.approx(0.02)
+    assert np.isnan(analysis.noise.noise_of(spread, grid_runs.select(grid_runs.D == 1)))
 
 
 # --- notebook parameters ------------------------------------------------------------------
@@ -360,20 +360,20 @@ def test_noise_by_slice_and_noise_of_the_fitted_runs(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("check", "args"),
     [
-        (analysis.check_flag, ("smoke", "yes")),
-        (analysis.check_int, ("workers", 0, 1, 64)),
-        (analysis.check_int, ("workers", True, 0)),
-        (analysis.check_int, ("bootstrap", 2.0, 0)),
-        (analysis.check_choice, ("family", "bert", ["vit", "t5"])),
-        (analysis.check_choices, ("costs", [], ["dense"])),
-        (analysis.check_choices, ("costs", ["dense", "dense"], ["dense"])),
-        (analysis.store_parameter, ("store", 3, "vit", False)),
-        (analysis.store_parameter, ("vit_store", "no/such/store", "vit", False)),
-        (analysis.store_parameter, ("store", "", "vit", False, True)),  # a sweep needs one
-        (analysis.grid_parameter, ("grid", "no/such.yaml", "vit", True)),
-        (analysis.check_grid, ("grid", "no/such.yaml", "vit")),
-        (analysis.check_stores, ("checks", "../results/vit-lr")),  # a string, not a list
-        (analysis.check_stores, ("checks", ["no/such/store"])),
+        (analysis.checks.check_flag, ("smoke", "yes")),
+        (analysis.checks.check_int, ("workers", 0, 1, 64)),
+        (analysis.checks.check_int, ("workers", True, 0)),
+        (analysis.checks.check_int, ("bootstrap", 2.0, 0)),
+        (analysis.checks.check_choice, ("family", "bert", ["vit", "t5"])),
+        (analysis.checks.check_choices, ("costs", [], ["dense"])),
+        (analysis.checks.check_choices, ("costs", ["dense", "dense"], ["dense"])),
+        (analysis.checks.store_parameter, ("store", 3, "vit", False)),
+        (analysis.checks.store_parameter, ("vit_store", "no/such/store", "vit", False)),
+        (analysis.checks.store_parameter, ("store", "", "vit", False, True)),  # a sweep needs one
+        (analysis.checks.grid_parameter, ("grid", "no/such.yaml", "vit", True)),
+        (analysis.checks.check_grid, ("grid", "no/such.yaml", "vit")),
+        (analysis.checks.check_stores, ("checks", "../results/vit-lr")),  # a string, not a list
+        (analysis.checks.check_stores, ("checks", ["no/such/store"])),
     ],
 )
 def test_parameter_checks_name_the_parameter(check, args) -> None:
@@ -384,31 +384,31 @@ def test_parameter_checks_name_the_parameter(check, args) -> None:
 def test_store_and_grid_parameters_default_by_smoke_and_keep_a_given_path(tmp_path) -> None:
     given = str(tmp_path)
     for smoke in (False, True):  # a path the user gave is never replaced
-        assert analysis.store_parameter("t5_store", given, "t5", smoke) == given
-        assert analysis.store_parameter("store", given + "/new", "t5", smoke, create=True) == (
+        assert analysis.checks.store_parameter("t5_store", given, "t5", smoke) == given
+        assert analysis.checks.store_parameter("store", given + "/new", "t5", smoke, create=True) == (
             given + "/new")
-    assert analysis.store_parameter("t5_store", "", "t5", True) is None  # skipped on purpose
-    assert analysis.store_parameter("store", None, "vit", False, create=True) == "../results/vit"
-    assert analysis.store_parameter("store", None, "vit", True, create=True) == (
-        f"{analysis.SMOKE_RESULTS}/vit")
+    assert analysis.checks.store_parameter("t5_store", "", "t5", True) is None  # skipped on purpose
+    assert analysis.checks.store_parameter("store", None, "vit", False, create=True) == "../results/vit"
+    assert analysis.checks.store_parameter("store", None, "vit", True, create=True) == (
+        f"{analysis.runs.SMOKE_RESULTS}/vit")
     with pytest.raises(ValueError, match=r"^t5_store must be an existing results store .*"
                                          r"or \"\" to skip t5; got '/typo/path'"):
-        analysis.store_parameter("t5_store", "/typo/path", "t5", False)
+        analysis.checks.store_parameter("t5_store", "/typo/path", "t5", False)
     grid = tmp_path / "g.yaml"
     grid.write_text("base: {model: {family: t5, nonzero: 8000}, data: {amount: 4096}}\n")
-    assert analysis.grid_parameter("grid", str(grid), "t5", True) == str(grid)
-    runs, missing = analysis.load_families({"t5": None})
+    assert analysis.checks.grid_parameter("grid", str(grid), "t5", True) == str(grid)
+    runs, missing = analysis.runs.load_families({"t5": None})
     assert runs == {} and missing == {"t5": "skipped: no store given"}
 
 
 def test_grid_of_the_wrong_family_is_refused(tmp_path) -> None:
     grid = tmp_path / "grid.yaml"
     grid.write_text("name: g\nbase: {model: {family: vit, nonzero: 3000}, data: {amount: 256}}\n")
-    analysis.check_grid("grid", str(grid), "vit")
+    analysis.checks.check_grid("grid", str(grid), "vit")
     with pytest.raises(ValueError, match=r"^grid must be a grid of t5 runs.*\['vit'\]"):
-        analysis.check_grid("grid", str(grid), "t5")
+        analysis.checks.check_grid("grid", str(grid), "t5")
     with pytest.raises(ValueError, match=r"^store must be a results store directory"):
-        analysis.store_parameter("store", str(grid), "vit", False, create=True)
+        analysis.checks.store_parameter("store", str(grid), "vit", False, create=True)
 
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -506,7 +506,7 @@ def data_traces(fig) -> list:
 def test_loss_vs_data_has_a_panel_per_sparsity_and_a_line_per_size() -> None:
     frame = make_table()
     frame = frame[~((frame["sparsity"] == 0.875) & (frame["N"] == 65536))]  # a partial store
-    fig = analysis.loss_vs_data(runs(frame))
+    fig = analysis.figures.loss_vs_data(runs(frame))
     keys = [t for t in fig.data if t.showlegend is not False]
     assert [t.name for t in keys] == ["N ≈ 16.4k", "N ≈ 32.8k", "N ≈ 65.5k"]
     lines = data_traces(fig)
@@ -521,20 +521,20 @@ def test_loss_vs_data_has_a_panel_per_sparsity_and_a_line_per_size() -> None:
 
 
 def test_loss_vs_size_has_a_line_per_data_amount() -> None:
-    fig = analysis.loss_vs_size(runs(make_table(levels=(0.0, 0.5))))
+    fig = analysis.figures.loss_vs_size(runs(make_table(levels=(0.0, 0.5))))
     assert [t.name for t in fig.data if t.showlegend is not False] == [
         "D = 1.05M tokens",
         "D = 2.1M tokens",
         "D = 4.19M tokens",
     ]
     assert len(data_traces(fig)) == 2 * 3
-    assert fig.layout.xaxis.title.text == analysis.N_TITLE
+    assert fig.layout.xaxis.title.text == analysis.figures.N_TITLE
 
 
 def test_predicted_vs_measured_colours_by_sparsity_and_skips_what_a_law_cannot_predict() -> None:
     r = runs()
     panels = {"law": (r, LAW), "dense only": (r.at_sparsity(0.0), LAW)}
-    fig = analysis.predicted_vs_measured(panels, "t")
+    fig = analysis.figures.predicted_vs_measured(panels, "t")
     points = [t for t in fig.data if t.mode == "markers"]
     assert len(points) == 4 + 1 and len(fig.data) == 2 + 5  # + a diagonal per panel
     assert [t.marker.color for t in points[:4]] == list(map(plotting.sparsity_color, LEVELS))
@@ -544,9 +544,9 @@ def test_predicted_vs_measured_colours_by_sparsity_and_skips_what_a_law_cannot_p
 
 def test_sopt_map_panels_frontier_and_runs() -> None:
     r = runs()
-    scale = analysis.project_scale(r)
-    fig = analysis.sopt_map(
-        {"ours": LAW, "paper": analysis.PAPER["t5"]},
+    scale = analysis.fits.project_scale(r)
+    fig = analysis.figures.sopt_map(
+        {"ours": LAW, "paper": analysis.fits.PAPER["t5"]},
         scale,
         cost="dense",
         title="t",
@@ -567,7 +567,7 @@ def test_sopt_map_panels_frontier_and_runs() -> None:
 
 
 @pytest.fixture(scope="module")
-def full_fits() -> analysis.LawFits:
+def full_fits() -> analysis.fits.LawFits:
     return analysis.fit_laws(runs(), ["sparse", "chinchilla"], bootstrap=3)
 
 
@@ -575,9 +575,9 @@ def test_full_grid_fits_back_the_law_with_intervals(full_fits) -> None:
     fitted = full_fits.fits["sparse"].law
     for name, value in LAW.as_dict().items():
         assert getattr(fitted, name) == pytest.approx(value, rel=0.02), name
-    table = analysis.coefficient_table(full_fits.fits["sparse"], analysis.PAPER["t5"])
+    table = analysis.fits.coefficient_table(full_fits.fits["sparse"], analysis.fits.PAPER["t5"])
     assert list(table.columns) == ["this project", "95% low", "95% high", "paper (Table 1)"]
-    assert table.loc["b_N", "paper (Table 1)"] == analysis.PAPER["t5"].b_N
+    assert table.loc["b_N", "paper (Table 1)"] == analysis.fits.PAPER["t5"].b_N
     assert table["95% low"].notna().all()
     assert full_fits.notes == {}
     assert set(full_fits.extrapolations) == {"sparse", "chinchilla"}
@@ -588,7 +588,7 @@ def test_heldout_table_predicts_runs_never_fitted(full_fits) -> None:
     # Held-out runs drawn from LAW at 4x the largest N: the sparse fit (to exact LAW data)
     # predicts them closely; Chinchilla predicts only the dense one.
     held = runs(pd.DataFrame([row(0.0, 262144, 2**22), row(0.75, 262144, 2**22)]))
-    table = analysis.heldout_table({"all runs": full_fits}, held, noise=0.01)
+    table = analysis.fits.heldout_table({"all runs": full_fits}, held, noise=0.01)
     sparse = table[table["law"] == "sparse law"]
     assert list(sparse["S"]) == [0.0, 0.75] and (sparse["fit"] == "all runs").all()
     assert sparse["error (%)"].abs().max() < 1.0
@@ -607,18 +607,18 @@ def test_fit_regimes_and_noise_table(tmp_path) -> None:
         check.put({**point, "key": f"seed{seed}", "loss": point["loss"] + shift,
                    "config.seed": seed, "config.data.seed": seed})
     r = analysis.load_runs(grid.path)
-    fits = analysis.fit_regimes(r, 30.0, laws=["chinchilla"], extrapolate=False)
-    assert list(fits) == [analysis.ALL_RUNS, "D/N >= 30"]
-    assert len(fits["D/N >= 30"].runs) == np.sum(analysis.tokens_per_param(r) >= 30) == 8
-    table = analysis.noise_table(fits, analysis.seed_spread([check.path], grid=r))
-    assert list(table.index) == [(analysis.ALL_RUNS, "Chinchilla (dense runs)"),
+    fits = analysis.fits.fit_regimes(r, 30.0, laws=["chinchilla"], extrapolate=False)
+    assert list(fits) == [analysis.fits.ALL_RUNS, "D/N >= 30"]
+    assert len(fits["D/N >= 30"].runs) == np.sum(analysis.regime.tokens_per_param(r) >= 30) == 8
+    table = analysis.fits.noise_table(fits, analysis.noise.seed_spread([check.path], grid=r))
+    assert list(table.index) == [(analysis.fits.ALL_RUNS, "Chinchilla (dense runs)"),
                                  ("D/N >= 30", "Chinchilla (dense runs)")]
     np.testing.assert_allclose(table["seed SD"], 0.01)  # SD of (L, L + 0.01, L - 0.01)
     np.testing.assert_allclose(table["RMSE / seed SD"], table["RMSE"] / 0.01)
 
 
 def test_comparison_table_and_panels(full_fits) -> None:
-    table = analysis.comparison_table(full_fits)
+    table = analysis.fits.comparison_table(full_fits)
     assert list(table.index) == ["sparse law", "Chinchilla (dense runs)"]
     assert table.loc["Chinchilla (dense runs)", "runs"] == 9  # dense runs only
     assert table.loc["sparse law", "parameters"] == 7 and table.columns[-1] == "note"
@@ -629,29 +629,29 @@ def test_comparison_table_and_panels(full_fits) -> None:
 
 def test_dense_equivalent_table_and_figure(full_fits) -> None:
     fits = {"t5": full_fits.fits["sparse"]}
-    table = analysis.dense_equivalent_table(fits)
-    assert list(table.index) == [("T5", s) for s in analysis.PAPER_LEVELS]
+    table = analysis.fits.dense_equivalent_table(fits)
+    assert list(table.index) == [("T5", s) for s in analysis.fits.PAPER_LEVELS]
     np.testing.assert_allclose(
-        table["this project"], LAW.dense_equivalent(analysis.PAPER_LEVELS), rtol=0.02
+        table["this project"], LAW.dense_equivalent(analysis.fits.PAPER_LEVELS), rtol=0.02
     )
     assert table.loc[("T5", 0.5), "paper (Table 1)"] == pytest.approx(1.59, abs=0.005)
-    fig = analysis.dense_equivalent_figure(fits)
+    fig = analysis.figures.dense_equivalent_figure(fits)
     intervals = [t for t in fig.data if t.mode == "markers"]
     assert [t.marker.color for t in intervals] == [
-        plotting.sparsity_color(s) for s in analysis.PAPER_LEVELS
+        plotting.sparsity_color(s) for s in analysis.fits.PAPER_LEVELS
     ]
 
 
 def test_smoke_sized_store_fits_only_what_it_supports() -> None:
     r = runs(make_table(**SMOKE_LIKE))
-    assert "needs 3 distinct S values, has 2" in analysis.unsupported(r, "sparse")
-    assert "4 points for 5 parameters" in analysis.unsupported(r, "chinchilla")
-    assert analysis.unsupported(r, "multiplier") is None
+    assert "needs 3 distinct S values, has 2" in analysis.fits.unsupported(r, "sparse")
+    assert "4 points for 5 parameters" in analysis.fits.unsupported(r, "chinchilla")
+    assert analysis.fits.unsupported(r, "multiplier") is None
     fits = analysis.fit_laws(r, ["sparse", "multiplier", "chinchilla"])
     assert list(fits.fits) == ["multiplier"]
     assert fits.notes["sparse"].startswith("not fitted: needs 3 distinct S")
     assert "no extrapolation" in fits.notes["multiplier"]  # 4 runs left for 6 parameters
-    table = analysis.comparison_table(fits)
+    table = analysis.fits.comparison_table(fits)
     assert (
         table["note"].str.len().gt(0).all() and table.loc["effective-multiplier law", "runs"] == 8
     )
@@ -664,8 +664,8 @@ def test_smoke_sized_store_fits_only_what_it_supports() -> None:
 def test_fit_laws_fits_only_the_runs_inside_a_regime() -> None:
     r = runs()  # D/N from 2**20 / 65536 = 16 to 2**22 / 16384 = 256
     fits = analysis.fit_laws(r, ["chinchilla"], extrapolate=False, min_tokens_per_param=60.0)
-    kept = analysis.tokens_per_param(fits.runs)
-    assert kept.min() >= 60.0 and len(fits.runs) == np.sum(analysis.tokens_per_param(r) >= 60)
+    kept = analysis.regime.tokens_per_param(fits.runs)
+    assert kept.min() >= 60.0 and len(fits.runs) == np.sum(analysis.regime.tokens_per_param(r) >= 60)
     assert fits.fits["chinchilla"].n_points == np.sum(kept[fits.runs.S == 0.0] >= 60.0)
     assert len(analysis.fit_laws(r, ["chinchilla"], extrapolate=False).runs) == len(r)
 
@@ -680,7 +680,7 @@ def test_fit_laws_fits_only_the_runs_inside_a_regime() -> None:
     ],
 )
 def test_unsupported_says_what_is_missing(frame, law, reason) -> None:
-    assert reason in analysis.unsupported(runs(frame), law)
+    assert reason in analysis.fits.unsupported(runs(frame), law)
 
 
 def test_a_level_only_the_largest_size_has_cannot_be_extrapolated_to() -> None:
@@ -713,18 +713,18 @@ def provenance_frames() -> dict[str, pd.DataFrame]:
 
 def test_provenance_table_and_summary_per_store() -> None:
     frames = provenance_frames()
-    table = analysis.provenance_table(frames["results/t5"])
+    table = analysis.provenance.provenance_table(frames["results/t5"])
     assert len(table) == 10 and table["N"].dtype == "Int64"
     assert table.loc[table["key"] == "bad", "N"].isna().all()
     assert table["machine"].iat[0] == "box / cpu / 2 CPUs"
     assert table["versions"].iat[0] == "jax 0.10.2"
-    summary = analysis.provenance_summary(frames)
+    summary = analysis.provenance.provenance_summary(frames)
     t5 = summary["results/t5"]
     assert (t5["runs"], t5["finished"], t5["failed"]) == (10, 9, 1)
     assert t5["CPU hours"] == "1.03"  # (9 runs x 12.5 s + 3600 s) / 3600, 3 digits
     assert t5["code versions"] == "0123456789ab-dirty (9)"
     assert summary.loc["runs", "results/vit"] == 0
-    only_failed = analysis.provenance_table(pd.DataFrame([FAILED]))
+    only_failed = analysis.provenance.provenance_table(pd.DataFrame([FAILED]))
     assert only_failed["code version"].isna().all() and only_failed["machine"].isna().all()
 
 
@@ -740,7 +740,7 @@ def test_lock_summary_sorts_runs_by_the_lock_they_ran_under() -> None:
                 **{**made, "lock.sha256": "b" * 64, "versions.jax": "0.9.0"}),
         ]
     )
-    summary = analysis.lock_summary({"t5": pd.concat([runs, pd.DataFrame([FAILED])]),
+    summary = analysis.provenance.lock_summary({"t5": pd.concat([runs, pd.DataFrame([FAILED])]),
                                      "vit": pd.DataFrame()}, lock)
     t5 = summary["t5"]
     assert (t5["runs"], t5["under this lock"], t5["before the lock (no lock hash)"]) == (4, 2, 1)
@@ -748,18 +748,18 @@ def test_lock_summary_sorts_runs_by_the_lock_they_ran_under() -> None:
     assert t5["environment drifted from its lock"] == 1
     assert t5["versions not as locked"] == "jax 0.9.0 (1)"
     assert summary.loc["runs", "vit"] == 0
-    as_locked = analysis.lock_summary({"t5": runs.iloc[:3]}, lock)["t5"]
+    as_locked = analysis.provenance.lock_summary({"t5": runs.iloc[:3]}, lock)["t5"]
     assert as_locked["versions not as locked"] == "as locked"
-    table = analysis.provenance_table(runs).set_index("key")["lock"]
+    table = analysis.provenance.provenance_table(runs).set_index("key")["lock"]
     assert pd.isna(table["old"]) and table["this"] == "aaaaaaaaaaaa"
     assert table["drift"] == "aaaaaaaaaaaa (drifted)"
-    assert analysis.lock_note(lock) == (
+    assert analysis.provenance.lock_note(lock) == (
         "`uv.lock` sha256 `aaaaaaaaaaaa`: jax 0.10.2, jaxlib 0.10.2, numpy 2.4.6."
     )
 
 
 def test_wall_time_figure_has_a_panel_per_store_with_runs() -> None:
-    fig = analysis.wall_time_figure(provenance_frames())
+    fig = analysis.figures.wall_time_figure(provenance_frames())
     assert [a.text for a in fig.layout.annotations] == ["results/t5"]
     assert len(fig.data) == 1 and len(fig.data[0].x) == 9  # the finished dense runs
     assert fig.data[0].marker.color == plotting.sparsity_color(0.0)

@@ -19,53 +19,29 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from known_runs import BOOTSTRAP, DATA, LEVELS, SIZES, paper_runs
 
 from sparsekit import analysis
 from sparsekit.analysis import evidence
+from sparsekit.analysis.chapter import styled_verdicts, verdict_table
+from sparsekit.analysis.checks import store_or_reason
+from sparsekit.analysis.claims import verdicts
 from sparsekit.analysis.evidence import (
     Effect,
     relevant_gain,
     rule_constant_gap,
     rule_dense_equivalent,
-    rule_extrapolation,
     rule_falls,
-    rule_fit_error,
     rule_same_exponent,
     rule_shrinks,
     rule_sopt,
+    rule_within_noise,
 )
-from sparsekit.analysis.findings import (
-    Assessment,
-    _frame_runs,
-    findings,
-    frame_noise,
-    heldout_comparison,
-    store_or_reason,
-    styled_verdicts,
-    verdict_table,
-    view_noise,
-)
+from sparsekit.analysis.findings import _frame_runs, family_views, findings, heldout_comparison
+from sparsekit.analysis.noise import frame_noise, sd_interval, view_noise
 from sparsekit.analysis.rules import FAILS, HOLDS, PARTLY, UNDETERMINED, UNTESTABLE, combine
+from sparsekit.analysis.views import View
 from sparsekit.laws import PAPER_T5
-
-SIZES = np.geomspace(1e6, 32e6, 6)  # non-zero parameters
-DATA = (1.6e10, 3.3e10, 6.6e10)  # tokens
-LEVELS = (0.0, 0.5, 0.75, 0.875)
-BOOTSTRAP = 10
-
-
-def paper_runs(kind: str = "law", *, seed: int = 0, sizes=SIZES) -> pd.DataFrame:
-    """Runs drawn from PAPER_T5 ("law"), with the loss of the dense model at every S ("flat"),
-    or with the law's sparse-dense gap halving with each doubling of D ("halves")."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for S, N, D, s in itertools.product(LEVELS, sizes, DATA, (0, 1)):
-        dense, sparse = (float(PAPER_T5.predict(x, N, D)) for x in (0.0, S))
-        loss = {"law": sparse, "flat": dense, "halves": dense + (sparse - dense) * DATA[0] / D}
-        rows.append({"family": "t5", "sparsity": S, "N": N, "D": D, "seed": s,
-                     "loss": loss[kind] * np.exp(rng.normal(0.0, 1e-3))})
-    return pd.DataFrame(rows)
-
 
 # --- the rules ------------------------------------------------------------------------------
 
@@ -113,15 +89,22 @@ def test_relevant_gain_is_a_quarter_of_the_papers_in_our_units() -> None:
     assert relevant_gain("t5", -0.08, 0.0, 0.5) == pytest.approx(0.02 * np.log(m[0]))
 
 
-def test_rule_fit_error_and_extrapolation() -> None:
-    assert rule_fit_error(0.003, 0.001, noise=0.002) == HOLDS
-    assert rule_fit_error(0.01, 0.005, noise=0.002) == PARTLY  # the paper's 1% bar only
-    assert rule_fit_error(0.05, 0.02, noise=0.002) == FAILS
-    assert rule_fit_error(0.003, 0.001, noise=np.nan) == UNTESTABLE
-    assert rule_extrapolation(0.003, 0.02, noise=0.002) == HOLDS  # within the noise
-    assert rule_extrapolation(0.05, 0.009, noise=0.002) == HOLDS  # within 1%
-    assert rule_extrapolation(0.05, 0.02, noise=np.nan) == FAILS
-    assert rule_extrapolation(np.nan, np.nan, noise=0.002) == UNTESTABLE
+def test_sd_interval_is_the_chi_square_interval() -> None:
+    low, high = sd_interval(0.01, 10)  # chi2(10) quantiles 3.247 and 20.483
+    assert low == pytest.approx(0.01 * np.sqrt(10 / 20.483), rel=1e-3)
+    assert high == pytest.approx(0.01 * np.sqrt(10 / 3.247), rel=1e-3)
+    assert sd_interval(0.01, np.inf) == (0.01, 0.01)
+    assert np.isnan(sd_interval(np.nan, 10)[0]) and np.isnan(sd_interval(0.01, 0.5)[0])
+
+
+def test_rule_within_noise() -> None:
+    assert rule_within_noise(0.003, 0.002, np.inf) == HOLDS  # 1.5 SD, SD known
+    assert rule_within_noise(0.005, 0.002, np.inf) == FAILS  # 2.5 SD
+    assert rule_within_noise(0.003, 0.002, 2) == UNDETERMINED  # the SD's interval is wide
+    assert rule_within_noise(0.003, 0.002, 200) == HOLDS  # up to 1.5 / 0.9 SD
+    assert rule_within_noise(0.02, 0.002, 10) == FAILS  # 10 SD, at least 7 of the high SD
+    assert rule_within_noise(0.003, np.nan, np.inf) == UNTESTABLE
+    assert rule_within_noise(np.nan, 0.002, np.inf) == UNTESTABLE
 
 
 def test_rule_sopt() -> None:
@@ -215,8 +198,8 @@ def test_frame_noise_pools_points_with_several_seeds() -> None:
     frame = pd.DataFrame({"family": "t5", "sparsity": 0.0, "N": [1.0, 1.0, 2.0, 2.0, 3.0],
                           "D": 10.0, "seed": [0, 1, 0, 1, 0], "loss": [1.0, 1.2, 2.0, 2.4, 5.0]})
     # SDs 0.1 sqrt(2) and 0.2 sqrt(2), one dof each
-    assert frame_noise(frame) == pytest.approx(np.sqrt((0.02 + 0.08) / 2))
-    assert np.isnan(frame_noise(frame.drop(columns="seed")))
+    assert frame_noise(frame) == pytest.approx((np.sqrt((0.02 + 0.08) / 2), 2))
+    assert np.isnan(frame_noise(frame.drop(columns="seed"))[0])
 
 
 # --- findings on runs drawn from known laws ----------------------------------------------------
@@ -309,37 +292,37 @@ def test_bad_arguments_name_the_parameter(kwargs, message) -> None:
 
 
 def test_verdict_table_and_exponent_table() -> None:
-    a = Assessment(_frame_runs(paper_runs(), "t5"), noise=0.002, bootstrap=3)
-    table = a.table(claims=(1, 3))
+    a = View(_frame_runs(paper_runs(), "t5"), noise=0.002, bootstrap=3)
+    table = verdicts(a, claims=(1, 3))
     wide = verdict_table({"T5, all runs": table, "T5, again": table})
     assert list(wide.columns) == ["T5, all runs", "T5, again"] and len(wide) == 2
     assert wide.index[0].startswith("1. At fixed N and D")
     assert "background-color" in styled_verdicts(wide).to_html()
-    exponents = analysis.exponent_table(a)
+    exponents = analysis.claims_laws.exponent_table(a)
     assert list(exponents["S"]) == list(LEVELS)
     assert np.allclose(exponents["exponent"], PAPER_T5.b_N, rtol=0.05)
     assert np.allclose(exponents["shared"], PAPER_T5.b_N, rtol=0.02)
-    fig = analysis.exponent_figure({"T5": exponents}, "exponents")
+    fig = analysis.claims_laws.exponent_figure({"T5": exponents}, "exponents")
     assert len(fig.data) == 2  # the levels, and the sparse law's b_N
 
 
 def test_gap_figure_panels_and_lines() -> None:
     runs = _frame_runs(paper_runs(sizes=SIZES[:2]), "t5")
     gaps = evidence.gaps(evidence.cells(runs), noise=0.002)
-    by_s = analysis.gap_figure(gaps, "S", unit="tokens", title="gap vs S")
+    by_s = analysis.figures.gap_figure(gaps, "S", unit="tokens", title="gap vs S")
     assert len(by_s.layout.annotations) == len(DATA) and len(by_s.data) == 2 * len(DATA)
     assert by_s.data[0].x[0] == 0.0  # each line starts at the dense model
-    by_d = analysis.gap_figure(gaps, "D", unit="tokens", title="gap vs D")
+    by_d = analysis.figures.gap_figure(gaps, "D", unit="tokens", title="gap vs D")
     assert len(by_d.layout.annotations) == 3 and len(by_d.data) == 2 * 3
     with pytest.raises(ValueError, match="against must be 'S' or 'D'"):
-        analysis.gap_figure(gaps, "N", unit="tokens", title="")
+        analysis.figures.gap_figure(gaps, "N", unit="tokens", title="")
 
 
-def test_assess_views_all_runs_and_in_range(tmp_path) -> None:
+def test_family_views_all_runs_and_in_range(tmp_path) -> None:
     runs = _frame_runs(paper_runs(), "t5")  # D/N from 500 to 66,000
-    views = analysis.assess_views(runs, floor=4000.0, seeds=[str(tmp_path)], bootstrap=0)
-    assert list(views) == [analysis.ALL_RUNS, "D/N >= 4000"]
-    assert len(views[analysis.ALL_RUNS].runs) == len(runs) > len(views["D/N >= 4000"].runs) > 0
+    views = family_views(runs, floor=4000.0, seeds=[str(tmp_path)], bootstrap=0)
+    assert list(views) == [analysis.fits.ALL_RUNS, "D/N >= 4000"]
+    assert len(views[analysis.fits.ALL_RUNS].runs) == len(runs) > len(views["D/N >= 4000"].runs) > 0
     assert all(np.isnan(a.noise) for a in views.values())  # the seed store has no runs yet
 
 
@@ -406,22 +389,22 @@ def test_the_book_runs_the_findings_chapter_after_the_chapters_it_reads() -> Non
 
 def test_the_chapter_shows_each_claim_with_its_table_first() -> None:
     runs = _frame_runs(paper_runs(), "t5")
-    views = {"t5": analysis.assess_views(runs, floor=4000.0, bootstrap=0)}
-    tables = {f"T5, {label}": a.table() for label, a in views["t5"].items()}
-    chapter = analysis.FindingsChapter({"t5": runs}, {}, views, tables)
+    views = {"t5": family_views(runs, floor=4000.0, bootstrap=0)}
+    tables = {f"T5, {label}": verdicts(a) for label, a in views["t5"].items()}
+    chapter = analysis.chapter.FindingsChapter({"t5": runs}, {}, views, tables)
     for claim in analysis.CLAIMS:
-        items = analysis.claim_outputs(chapter, claim)
+        items = analysis.chapter.claim_outputs(chapter, claim)
         assert list(items[0].data.index) == list(tables)  # one row per view
-    assert len(analysis.claim_outputs(chapter, 1)) == 2  # the table, one gap figure
-    assert len(analysis.claim_outputs(chapter, 2)) == 1  # read off claim 1's figure
-    noise = analysis.view_noise_table(chapter)
+    assert len(analysis.chapter.claim_outputs(chapter, 1)) == 2  # the table, one gap figure
+    assert len(analysis.chapter.claim_outputs(chapter, 2)) == 1  # read off claim 1's figure
+    noise = analysis.chapter.view_noise_table(chapter)
     assert list(noise["runs"]) == [len(runs), len(views["t5"]["D/N >= 4000"].runs)]
     with pytest.raises(ValueError, match="claim must be one of"):
-        analysis.claim_outputs(chapter, 11)
+        analysis.chapter.claim_outputs(chapter, 11)
 
 
 def test_a_family_without_a_store_is_not_testable_with_its_reason() -> None:
-    chapter = analysis.findings_chapter(
+    chapter = analysis.chapter.findings_chapter(
         {"t5": None, "vit": None}, {"t5": "t5 skipped", "vit": "no vit store"},
         floors={"t5": 193.0, "vit": 5.3}, seeds={}, heldout={}, bootstrap=0)
     assert list(chapter.tables) == ["T5, all runs", "T5, D/N >= 193", "ViT, all runs",

@@ -257,8 +257,9 @@ def test_two_sparsities_warn_about_identifiability():
 @pytest.mark.parametrize("law", sorted(LAWS))
 def test_fit_and_the_books_check_apply_one_rule(law):
     """`Law.problems` is the one home of what a fit needs: `fit` refuses what makes a fit
-    impossible, `analysis.unsupported` also what leaves a parameter unidentified."""
-    from sparsekit.analysis import Runs, unsupported
+    impossible, `analysis.fits.unsupported` also what leaves a parameter unidentified."""
+    from sparsekit.analysis import Runs
+    from sparsekit.analysis.fits import unsupported
 
     S, N, D, loss = GOOD
     if law == "chinchilla":
@@ -301,6 +302,12 @@ def test_at_bounds_flags_exponents_on_the_search_box():
     assert good.at_bounds == ()
     pinned = replace(good, law=replace(good.law, b_D=10.0, b_S=1e-3))
     assert pinned.at_bounds == ("b_S", "b_D")
+    # bootstrap refits: b_S on the box in 3 of 4, b_D in 1 of 4; b_N never (left out)
+    refits = [replace(good.law, b_S=1e-3), replace(good.law, b_S=1e-3, b_D=10.0),
+              replace(good.law, b_S=1e-3), good.law]
+    shares = replace(good, bootstrap_laws=tuple(refits)).refits_at_bounds()
+    assert shares == {"b_S": 0.75, "b_D": 0.25}
+    assert good.refits_at_bounds() == {}  # no bootstrap
 
 
 # --- one factor per pattern -------------------------------------------------------------------

@@ -78,7 +78,10 @@ def test_noise_too_large_to_decide_is_undetermined_never_a_verdict(seed):
 
 def test_a_gap_that_shrinks_with_data_fails_claim_4():
     v = verdicts(synthetic(1.0, 1.0, sd=0.001, d_trend=-0.5))
-    assert v[4, "paper"] == FAILS and v[1, "paper"] == HOLDS
+    assert v[4, "paper"] == FAILS
+    # the gain now differs between cells (none at the largest D), so the mean step's paired
+    # interval (4 cells, 3 df: the registry's claim 1) is too wide to decide
+    assert v[1, "paper"] == UNDETERMINED
 
 
 def test_gap_table_hand_check():

@@ -7,10 +7,10 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+from known_runs import BASE, PRETRAIN, stored, two_stage
 
 from sparsekit import pretrained
 from sparsekit.analysis import pretrained as analysis
-from sparsekit.analysis.figures import count
 from sparsekit.analysis.runs import runs_from_table
 from sparsekit.config import RunConfig
 from sparsekit.models import width_for
@@ -18,16 +18,6 @@ from sparsekit.result import RunResult
 from sparsekit.store import Store
 from sparsekit.sweep import Grid, GridError, sweep
 from sparsekit.train import Trainer, load_params, stack
-
-# T5 at N 4000: 8 steps of 4 examples x 128 tokens (4096 tokens); masks every 2 steps
-BASE = {"model": {"family": "t5", "nonzero": 4000},
-        "data": {"amount": 4096, "batch": 4, "eval_examples": 16},
-        "sparsity": {"target": 0.5, "every": 2}}
-PRETRAIN = {"data.amount": 8192}  # the dense model: 16 steps
-
-
-def two_stage(**extra):
-    return Grid(BASE, axes={"init_from": [None, "pretrained"]}, pretrain=PRETRAIN, **extra)
 
 
 def test_grid_holds_the_dense_stage_then_the_run_that_starts_from_it():
@@ -186,17 +176,6 @@ def test_data_to_reach_interpolates_a_local_power_law_between_bracketing_runs():
         analysis.data_to_reach([1e6, 2e6], [3.0, np.nan], 3.0)
 
 
-def stored(cfg, loss, *, width=16, per_token=100.0):
-    """A result row of `cfg` (flattened as in a store table): D = its amount, FLOPs per token
-    of its width."""
-    d = cfg.data.amount
-    return {"key": cfg.key(), "status": "ok", "family": "t5", "unit": "tokens",
-            "sparsity": cfg.sparsity.target, "pattern": cfg.sparsity.pattern,
-            "N": 4000, "N_target": cfg.model.nonzero, "width": width, "D": d, "loss": loss,
-            "loss_se": 1e-3, "flops_dense": per_token * d,
-            **{f"config.{k}": v for k, v in pd.json_normalize(cfg.to_dict()).iloc[0].items()}}
-
-
 def test_ratio_table_on_a_power_law_curve_and_the_compute_beside_it():
     _, dense, pruned = two_stage().configs()
     curve = {d: 10 * d**-0.1 for d in (1024, 4096, 16384, 65536)}  # from scratch: 4x apart
@@ -230,38 +209,6 @@ def test_ratio_table_on_a_power_law_curve_and_the_compute_beside_it():
     assert "no ratio" in analysis.conclusion(table)
     with pytest.raises(ValueError, match="no runs start from a pretrained dense run"):
         analysis.ratio_table(grid, [grid])
-
-
-def test_claim_10_recovers_a_known_ratio_with_its_noise_range():
-    from sparsekit.analysis.evidence import FAILS, HOLDS, UNTESTABLE
-    from sparsekit.analysis.extensions import claim_10
-
-    _, dense, pruned = two_stage().configs()
-    curve = {d: 10 * d**-0.1 for d in (1024, 4096, 16384, 65536)}
-    grid = runs_from_table(pd.DataFrame([
-        stored(RunConfig.from_dict({**pruned.to_dict(), "init_from": None,
-                                    "data": {**pruned.to_dict()["data"], "amount": d}}), loss)
-        for d, loss in curve.items()]), source="grid")
-
-    def with_loss(loss):
-        return runs_from_table(pd.DataFrame([stored(dense, 2.0), stored(pruned, loss)]),
-                               source="pretrained")
-
-    noise = 0.01
-    matched = 10 * (8 * pruned.data.amount) ** -0.1  # from scratch matches it at 8x the data
-    evidence, verdict = claim_10(with_loss(matched), grid, noise)
-    assert verdict == HOLDS and evidence.startswith(f"50%, N 4000, D {count(pruned.data.amount)}: 8x [")
-    # the range is the ratio with the loss moved by 2 seed SDs: L = 10 D^-0.1 inverted
-    low, high = (((10 / (matched + s)) ** 10) / pruned.data.amount for s in (0.02, -0.02))
-    assert f"[{low:.3g}, {high:.3g}]" in evidence
-    worse = curve[4096] + 0.05  # above from scratch at the same data
-    assert claim_10(with_loss(worse), grid, noise)[1] == FAILS
-    assert claim_10(with_loss(1.0), grid, noise)[1] == UNTESTABLE  # below the whole curve
-    assert claim_10(None, grid, noise)[1] == UNTESTABLE
-    assert claim_10(grid, grid, noise) == ("no pruned-pretrained runs", UNTESTABLE)
-    assert claim_10(with_loss(matched), grid, np.nan)[1] == UNTESTABLE
-    # D/N of the pruning run is 4096 / 4000: outside a floor of 2
-    assert claim_10(with_loss(matched), grid, noise, floor=2.0)[1] == UNTESTABLE
 
 
 def test_cost_model_example_charges_and_credits_the_pretraining():

@@ -1,5 +1,5 @@
-"""The book's analysis: results stores as fit arrays, the standard figures, law fits that cope
-with partial stores, the comparison tables, and provenance summaries.
+"""The book's analysis: results stores read as runs, seed noise, law fits, the paper's claims
+tested on Views of the runs, and the figures and tables the chapters show.
 
 Only the notebooks (and tests) import this package, so, like `sparsekit.plotting`, it loads
 pandas and plotly at module level. Units: S is the fraction of zero weights; N the measured
@@ -8,276 +8,88 @@ images for ViT); C training FLOPs; losses are validation cross-entropies in nats
 byte-token (T5) or per image (ViT). Every figure goes through `plotting.figure`, so it uses
 the book's renderer, colours and axis conventions.
 
-Modules: `checks` (notebook parameters), `runs` (stores as runs, run tables), `fits` (law
-fits and their tables), `paper` (chapter 1: the published laws and the re-fit of the paper's
-released runs), `regime` (D/N against the paper's), `regime_fits` (a family's fits in both
-regimes side by side), `summaries` (a long table's summary, and the table folded),
-`evidence` and `findings` (the
-paper's claims tested on the runs, with verdicts), `chapter` (the Findings chapter
-assembled: its views, tables and each claim's figures), `figures` (plotly figures), `provenance`
-(provenance tables). The notebooks use them through this package: `from sparsekit import
-analysis; analysis.fit_laws`. (`analysis.findings` is the function; import the module's other
+The package's surface is its modules, one concept each, and a few entry points:
+
+- the runs: `runs` (stores as `Runs`, run tables), `noise` (every seed-noise estimate),
+  `regime` (D/N against the paper's), `checks` (notebook parameters);
+- the laws: `fits` (law fits and their tables), `paper` (the published laws and the re-fit
+  of the paper's released runs);
+- the claims: `rules` (verdict rules fixed in advance), `evidence` (the statistics they
+  weigh), `views` (`View`: one family's runs within one D/N range), `claims` (the registry
+  of `Claim`s 1-10), `findings` (`findings(frame)` and the chapter's views), `chapter` (the
+  Findings chapter assembled), `likeforlike` (the designed like-for-like set);
+- the chapters' own analyses: `patterns` (n:m), `pretrained` (pruning pretrained models),
+  `criteria` (a task's design criteria), `summaries`, `provenance`;
+- display: `figures`, `tables`.
+
+Notebooks call `analysis.<module>.<name>`, e.g. `analysis.fits.fit_laws`; the entry points
+below are also at the top. (`analysis.findings` is the function; import the module's other
 names from `sparsekit.analysis.findings`.)
 """
 
 from __future__ import annotations
 
-from sparsekit.analysis.chapter import (
-    FindingsChapter,
-    claim_outputs,
-    findings_chapter,
-    show,
-    view_noise_table,
+from sparsekit.analysis import (
+    chapter,
+    checks,
+    claims,
+    criteria,
+    evidence,
+    figures,
+    fits,
+    likeforlike,
+    noise,
+    paper,
+    patterns,
+    pretrained,
+    provenance,
+    regime,
+    rules,
+    runs,
+    summaries,
+    tables,
+    views,
 )
-from sparsekit.analysis.checks import (
-    check_choice,
-    check_choices,
-    check_file,
-    check_flag,
-    check_grid,
-    check_int,
-    check_stores,
-    grid_parameter,
-    store_parameter,
-)
-from sparsekit.analysis.criteria import (
-    above_floor_table,
-    archived_outputs,
-    criteria_table,
-    curve_table,
-    design_criteria,
-)
-from sparsekit.analysis.figures import (
-    DASHES,
-    GREY,
-    LOSS_UNITS,
-    N_TITLE,
-    SYMBOLS,
-    count,
-    data_title,
-    dense_equivalent_figure,
-    exponent_figure,
-    gap_figure,
-    loss_title,
-    loss_vs_data,
-    loss_vs_size,
-    predicted_vs_measured,
-    sopt_map,
-    wall_time_figure,
-)
-from sparsekit.analysis.findings import (
-    CLAIMS,
-    Assessment,
-    assess_views,
-    claim_table,
-    exponent_table,
-    findings,
-    heldout_comparison,
-    not_testable,
-    store_or_reason,
-    styled_verdicts,
-    verdict_table,
-    view_noise,
-)
-from sparsekit.analysis.fits import (
-    ALL_RUNS,
-    DELTA,
-    HOLD_OUT_WITHIN,
-    LAW_LABELS,
-    LOG,
-    PAPER,
-    PAPER_LEVELS,
-    PAPER_SCALE,
-    LawFits,
-    coefficient_table,
-    comparison_table,
-    dense_equivalent_table,
-    fit_laws,
-    fit_regimes,
-    heldout_table,
-    in_range_label,
-    law_points,
-    noise_table,
-    project_scale,
-    unsupported,
-)
-from sparsekit.analysis.paper import (
-    EXTRAPOLATION,
-    PAPER_GRID,
-    PAPER_LAWS,
-    PUBLISHED_OBJECTIVE,
-    ReleasedRefit,
-    extrapolation_table,
-    paper_dense_equivalent_figure,
-    paper_dense_equivalent_table,
-    paper_loss_figure,
-    refit_released,
-    refit_table,
-    released_t5,
-)
-from sparsekit.analysis.provenance import (
-    SHA,
-    lock_note,
-    lock_summary,
-    provenance_summary,
-    provenance_table,
-)
-from sparsekit.analysis.regime import (
-    PAPER_REGIME,
-    coverage_table,
-    paper_minimum,
-    regime_table,
-    resolve_minimum,
-    tokens_per_param,
-    within,
-)
-from sparsekit.analysis.regime_fits import (
-    coefficients_side_by_side,
-    longest_slice_noise,
-)
-from sparsekit.analysis.runs import (
-    FAMILY_LABELS,
-    PER_POINT,
-    RUN_COLUMNS,
-    SMOKE_RESULTS,
-    Runs,
-    describe_sweep,
-    finished_runs,
-    load_families,
-    load_runs,
-    load_stores,
-    noise_by_slice,
-    noise_floor,
-    noise_of,
-    pattern_table,
-    pooled_sd,
-    recipe_table,
-    run_grid,
-    runs_from_table,
-    runs_table,
-    seed_spread,
-    stores_with_runs,
-    styled,
-)
-from sparsekit.analysis.summaries import folded, grid_recipe, recipe_summary
+from sparsekit.analysis.chapter import show
+from sparsekit.analysis.claim import Claim, Verdict
+from sparsekit.analysis.claims import CLAIMS
+from sparsekit.analysis.findings import findings, heldout_comparison
+from sparsekit.analysis.fits import fit_laws
+from sparsekit.analysis.runs import FAMILY_LABELS, Runs, load_runs
+from sparsekit.analysis.tables import styled
+from sparsekit.analysis.views import View, view
 
 __all__ = [
-    "ALL_RUNS",
     "CLAIMS",
-    "DASHES",
-    "DELTA",
-    "EXTRAPOLATION",
     "FAMILY_LABELS",
-    "GREY",
-    "HOLD_OUT_WITHIN",
-    "LAW_LABELS",
-    "LOG",
-    "LOSS_UNITS",
-    "N_TITLE",
-    "PAPER",
-    "PAPER_GRID",
-    "PAPER_LAWS",
-    "PAPER_LEVELS",
-    "PAPER_REGIME",
-    "PAPER_SCALE",
-    "PER_POINT",
-    "PUBLISHED_OBJECTIVE",
-    "RUN_COLUMNS",
-    "SHA",
-    "SMOKE_RESULTS",
-    "SYMBOLS",
-    "Assessment",
-    "FindingsChapter",
-    "LawFits",
-    "ReleasedRefit",
+    "Claim",
     "Runs",
-    "above_floor_table",
-    "archived_outputs",
-    "assess_views",
-    "check_choice",
-    "check_choices",
-    "check_file",
-    "check_flag",
-    "check_grid",
-    "check_int",
-    "check_stores",
-    "claim_outputs",
-    "claim_table",
-    "coefficient_table",
-    "coefficients_side_by_side",
-    "comparison_table",
-    "count",
-    "coverage_table",
-    "criteria_table",
-    "curve_table",
-    "data_title",
-    "dense_equivalent_figure",
-    "dense_equivalent_table",
-    "describe_sweep",
-    "design_criteria",
-    "exponent_figure",
-    "exponent_table",
-    "extrapolation_table",
+    "Verdict",
+    "View",
+    "chapter",
+    "checks",
+    "claims",
+    "criteria",
+    "evidence",
+    "figures",
     "findings",
-    "findings_chapter",
-    "finished_runs",
     "fit_laws",
-    "fit_regimes",
-    "folded",
-    "gap_figure",
-    "grid_parameter",
-    "grid_recipe",
+    "fits",
     "heldout_comparison",
-    "heldout_table",
-    "in_range_label",
-    "law_points",
-    "load_families",
+    "likeforlike",
     "load_runs",
-    "load_stores",
-    "lock_note",
-    "lock_summary",
-    "longest_slice_noise",
-    "loss_title",
-    "loss_vs_data",
-    "loss_vs_size",
-    "noise_by_slice",
-    "noise_floor",
-    "noise_of",
-    "noise_table",
-    "not_testable",
-    "paper_dense_equivalent_figure",
-    "paper_dense_equivalent_table",
-    "paper_loss_figure",
-    "paper_minimum",
-    "pattern_table",
-    "pooled_sd",
-    "predicted_vs_measured",
-    "project_scale",
-    "provenance_summary",
-    "provenance_table",
-    "recipe_summary",
-    "recipe_table",
-    "refit_released",
-    "refit_table",
-    "regime_table",
-    "released_t5",
-    "resolve_minimum",
-    "run_grid",
-    "runs_from_table",
-    "runs_table",
-    "seed_spread",
+    "noise",
+    "paper",
+    "patterns",
+    "pretrained",
+    "provenance",
+    "regime",
+    "rules",
+    "runs",
     "show",
-    "sopt_map",
-    "store_or_reason",
-    "store_parameter",
-    "stores_with_runs",
     "styled",
-    "styled_verdicts",
-    "tokens_per_param",
-    "unsupported",
-    "verdict_table",
-    "view_noise",
-    "view_noise_table",
-    "wall_time_figure",
-    "within",
+    "summaries",
+    "tables",
+    "view",
+    "views",
 ]

@@ -101,3 +101,16 @@ def check_grid(name: str, value: Any, family: str) -> None:
         raise ValueError(f"{name} must be a valid grid file: {e}") from None
     if families != {family}:
         raise ValueError(f"{name} must be a grid of {family} runs, {value} has {sorted(families)}")
+
+
+def store_or_reason(name: str, value: Any, family: str, smoke: bool) -> tuple[str | None, str]:
+    """(store, "") for a store parameter (`checks.store_parameter`), or (None, why not) for a
+    family skipped on purpose ("") or whose default store (None) does not exist: then its
+    claims are not testable, which is not an error. A path given that does not exist is."""
+    try:
+        store = store_parameter(name, value, family, smoke)
+    except ValueError:
+        if value is not None:
+            raise
+        return None, f"no {family} store at the default path (yet)"
+    return store, "" if store is not None else f"{family} skipped ({name} is \"\")"

@@ -28,15 +28,13 @@ import numpy as np
 import pandas as pd
 
 from sparsekit.analysis.fits import fit_laws
+from sparsekit.analysis.noise import grid_sd, noise_floor, seed_spread
 from sparsekit.analysis.regime import PAPER_REGIME, tokens_per_param
 from sparsekit.analysis.runs import (
     Runs,
     finished_runs,
-    noise_floor,
-    pooled_sd,
     recipe_table,
     runs_from_table,
-    seed_spread,
     stores_with_runs,
     styled,
 )
@@ -70,7 +68,7 @@ def grid_noise(spread: pd.DataFrame | None) -> tuple[float, int]:
     if spread is None or not len(spread):
         return np.nan, 0
     ours = spread[spread["grid recipe"]]
-    return pooled_sd(ours), int((ours["runs"] >= NOISE_DESIGN[1]).sum())
+    return grid_sd(spread), int((ours["runs"] >= NOISE_DESIGN[1]).sum())
 
 
 def order_violations(dense: Runs, tie: float) -> tuple[int, int, list[str]]:

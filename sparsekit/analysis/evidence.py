@@ -8,7 +8,7 @@ hold when it excludes the smallest relevant effect: SHARE of what the paper's la
 in the runs' own units (`relevant_gain`). An absence claim (one exponent, a constant gap)
 holds within that size and does not hold wholly beyond it. A magnitude claim (the dense
 equivalent) holds when its interval contains the paper's value and is undetermined when it
-is too wide to mean anything. Anything else is undetermined. Claims 5 and 6 weigh a fit's
+is too wide to mean anything. Anything else is undetermined. Claims 5 and 6 bound a fit's
 error against the seed SD."""
 
 from __future__ import annotations
@@ -24,13 +24,12 @@ import pandas as pd
 
 from sparsekit import fitting
 from sparsekit.analysis.fits import DELTA, HOLD_OUT_WITHIN, LOG, PAPER, unsupported
+from sparsekit.analysis.noise import sd_interval
 from sparsekit.analysis.rules import (
-    FAILS,
-    HOLDS,
-    PARTLY,
     UNTESTABLE,
     Interval,
     absence,
+    at_most,
     combine,
     direction,
     magnitude,
@@ -38,8 +37,6 @@ from sparsekit.analysis.rules import (
 from sparsekit.analysis.runs import Runs
 from sparsekit.laws import Law
 
-Z = 2.0  # an effect counts when it exceeds Z standard errors (about 95%): claims 9 and 10
-RELEVANT = 0.1  # a difference under this fraction of its reference does not count (claim 10)
 SHARE = 0.25  # the smallest relevant effect: this share of what the paper's law predicts
 SOPT_RISE = 0.05  # claim 7: a rise of S_opt under this (absolute S) is too small to count
 FIT_TOLERANCE = 2.0  # a law fits "within the noise" when its RMSE is at most this x the seed SD
@@ -60,22 +57,6 @@ class Effect(NamedTuple):
     def interval(self) -> Interval:
         """Its 95% t-interval (`rules.Interval.t`)."""
         return Interval.t(self.value, self.se, self.df)
-
-    def above(self) -> bool:
-        """The effect is positive by more than Z standard errors."""
-        return bool(self.value > Z * self.se)
-
-    def below(self) -> bool:
-        """The effect is negative by more than Z standard errors."""
-        return bool(self.value < -Z * self.se)
-
-    def resolved(self) -> bool:
-        """The effect differs from 0 by more than Z standard errors."""
-        return self.above() or self.below()
-
-    def text(self, digits: int = 2) -> str:
-        """'value ± Z SE' for the evidence column."""
-        return f"{self.value:+.{digits}g} ± {Z * self.se:.{digits}g}"
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -125,23 +106,14 @@ def rule_constant_gap(change: Effect, relevant: float) -> str:
     return absence(change.interval(), relevant)
 
 
-def rule_fit_error(rmse: float, mean_error: float, noise: float) -> str:
-    """Claim 5: holds if the RMSE is at most FIT_TOLERANCE x the seed SD `noise`; partly if
-    not, but the mean |relative error| is below PAPER_ERROR; not testable without noise."""
-    if not (np.isfinite(noise) and np.isfinite(rmse)):
+def rule_within_noise(rmse: float, noise: float, df: float) -> str:
+    """Claims 5 and 6: a law's RMSE (nats) over the seed SD `noise`, a bound claim of at most
+    FIT_TOLERANCE; the ratio's 95% interval is that of the SD at its `df` degrees of freedom
+    (`noise.sd_interval`: a point for df = inf). Not testable without a seed SD."""
+    low, high = sd_interval(noise, df)
+    if not (np.isfinite(rmse) and np.isfinite(low)):
         return UNTESTABLE
-    if rmse <= FIT_TOLERANCE * noise:
-        return HOLDS
-    return PARTLY if mean_error < PAPER_ERROR else FAILS
-
-
-def rule_extrapolation(rmse: float, mean_error: float, noise: float) -> str:
-    """Claim 6, one held-out level: holds if its RMSE is at most FIT_TOLERANCE x the seed
-    SD (when known) or its mean |relative error| at most PAPER_ERROR."""
-    if not np.isfinite(rmse):
-        return UNTESTABLE
-    within_noise = np.isfinite(noise) and rmse <= FIT_TOLERANCE * noise
-    return HOLDS if within_noise or mean_error <= PAPER_ERROR else FAILS
+    return at_most(Interval(rmse / noise, rmse / high, rmse / low, df), FIT_TOLERANCE)
 
 
 def rule_sopt(rise: tuple[float, float], ratio: tuple[float, float]) -> str:

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from sparsekit import fitting, plotting
 from sparsekit.analysis.fits import PAPER, PAPER_LEVELS, dense_equivalent_interval
 from sparsekit.analysis.runs import FAMILY_LABELS, Runs, is_level
-from sparsekit.costs import resolve_cost
+from sparsekit.costs import training_flops
 from sparsekit.laws import Law
 
 LOSS_UNITS = {"images": "nats per image", "tokens": "nats per target byte-token"}
@@ -261,7 +261,7 @@ def sopt_map(
             level = runs.at_sparsity(s)
             customdata, hovertemplate = _hover(level.table)
             fig.add_scatter(
-                x=6.0 * level.N * level.D * resolve_cost(cost)(level.S),
+                x=training_flops(level.N, level.D, level.S, cost),
                 y=level.N,
                 mode="markers",
                 row=1,
@@ -343,7 +343,7 @@ def gap_figure(gaps: pd.DataFrame, against: str, *, unit: str, title: str) -> go
     """The sparse-dense gap L(S) - L(0) in matched cells (an `evidence.gaps` table), a line
     per nominal size N. against="S": against the sparsity (0 at S = 0), a panel per data
     amount D; against="D": against D (log axis), a panel per sparsity. Markers take the
-    sparsity's colour; error bars are Z = 2 seed-noise SEs where the noise is known."""
+    sparsity's colour; error bars are 2 seed-noise SEs where the noise is known."""
     if against not in ("S", "D"):
         raise ValueError(f"against must be 'S' or 'D', got {against!r}")
     panel_by, x_title = ("D", "S") if against == "S" else ("S", data_title(unit))
@@ -374,29 +374,6 @@ def gap_figure(gaps: pd.DataFrame, against: str, *, unit: str, title: str) -> go
     return fig
 
 
-def exponent_figure(panels: Mapping[str, pd.DataFrame], title: str) -> go.Figure:
-    """The size exponent fitted to each sparsity level alone, with error bars of 2 SE, a
-    panel per table (columns S, exponent, SE and, optionally, shared: the sparse law's one
-    b_N, drawn dashed)."""
-    fig = plotting.figure(title, "S", "size exponent", subplot_titles=list(panels))
-    for col, table in enumerate(panels.values(), start=1):
-        fig.add_scatter(
-            x=table["S"], y=table["exponent"], error_y={"array": 2 * table["SE"]},
-            mode="markers", row=1, col=col, showlegend=False,
-            marker={"color": [plotting.sparsity_color(s) for s in table["S"]], "size": 9},
-            hovertemplate="S = %{x}<br>exponent = %{y:.4f}<extra></extra>",
-        )
-        shared = table["shared"].dropna() if "shared" in table else ()
-        if len(shared):
-            fig.add_scatter(
-                x=[0.0, float(table["S"].max())], y=[shared.iat[0]] * 2, mode="lines", row=1,
-                col=col, name="sparse law: one b_N", showlegend=col == 1,
-                line={"color": GREY, "dash": "dash"},
-                hovertemplate="sparse law b_N = %{y:.4f}<extra></extra>",
-            )
-    return fig
-
-
 # --- provenance -------------------------------------------------------------------------
 
 
@@ -404,14 +381,8 @@ def wall_time_figure(frames: Mapping[str, pd.DataFrame]) -> go.Figure:
     """Wall time of each finished run against its training FLOPs (dense-width model), a
     panel per store, colour by sparsity; hover shows the run's config and machine."""
     frames = {store: f for store, f in frames.items() if "flops_dense" in f}
-    fig = plotting.figure(
-        "Wall time of the runs",
-        "training compute (FLOPs, dense-width model)",
-        "wall time (s)",
-        log_x=True,
-        log_y=True,
-        subplot_titles=list(frames),
-    )
+    fig = plotting.figure("Wall time of the runs", "training compute (FLOPs, dense-width model)",
+                          "wall time (s)", log_x=True, log_y=True, subplot_titles=list(frames))
     shown = set()
     for col, frame in enumerate(frames.values(), start=1):
         ok = frame[frame["status"] == "ok"]

@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from sparsekit import fitting
+from sparsekit.analysis.noise import noise_of
 from sparsekit.analysis.regime import within
-from sparsekit.analysis.runs import FAMILY_LABELS, Runs, noise_of
-from sparsekit.costs import dense_cost
+from sparsekit.analysis.runs import FAMILY_LABELS, Runs
+from sparsekit.costs import training_flops
 from sparsekit.laws import LAWS, PAPER_T5, PAPER_VIT, Law
 
 PAPER = {"vit": PAPER_VIT, "t5": PAPER_T5}  # the paper's Table 1 fit of each family
@@ -156,6 +157,10 @@ def fit_laws(
         if fit.undetermined:
             notes[law].append(f"not determined by these runs: {', '.join(fit.undetermined)} "
                               "(scaling one by 10% moves no prediction by 10⁻⁶)")
+        if shares := fit.refits_at_bounds():
+            notes[law].append("at the search bound in " + ", ".join(
+                f"{name} {100 * share:.0f}%" for name, share in shares.items())
+                + f" of {len(fit.bootstrap_laws)} bootstrap refits")
         if not extrapolate:
             continue
         rest = points.select(np.less(points.N, points.N.max() / HOLD_OUT_WITHIN))
@@ -200,7 +205,7 @@ def fit_regimes(runs: Runs, min_tokens_per_param: float, **kw: Any) -> dict[str,
 
 def noise_table(fits: Mapping[str, LawFits], spread: pd.DataFrame) -> pd.DataFrame:
     """Each fit judged against the noise of the runs it rests on: one row per (fit, law) with
-    its RMSE, the seed SD pooled over the rerun points among its runs (`runs.noise_of`, from a
+    its RMSE, the seed SD pooled over the rerun points among its runs (`noise.noise_of`, from a
     `seed_spread` table made with `grid`) and their ratio. A ratio near 1 is as good as these
     runs allow; well above 2, the law misses more than the noise explains."""
     rows = {}
@@ -291,7 +296,7 @@ def coefficient_table(fit: fitting.FitResult, paper: Law) -> pd.DataFrame:
 def project_scale(runs: Runs, margin: float = 4.0) -> tuple[tuple[float, float], ...]:
     """((N low, N high), (C low, C high)) around the runs: N non-zeros and C = 6 N D / (1 - S)
     FLOPs (the dense cost model), widened by `margin` on each side."""
-    C = 6.0 * runs.N * runs.D * dense_cost(runs.S)
+    C = training_flops(runs.N, runs.D, runs.S)
     return ((runs.N.min() / margin, runs.N.max() * margin), (C.min() / margin, C.max() * margin))
 
 
@@ -316,3 +321,16 @@ def dense_equivalent_table(fits: Mapping[str, fitting.FitResult]) -> pd.DataFram
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.names = ["family", "S"]
     return table
+
+
+def coefficients_side_by_side(fits: Mapping[str, LawFits], paper: Law
+                              ) -> tuple[pd.DataFrame | None, list[str]]:
+    """(the sparse law's coefficients of each fit beside the paper's, the last fit first,
+    as `coefficient_table` columns under the fit's label; None when no fit has the sparse
+    law) and a sentence per fit without it, saying why."""
+    tables = {label: coefficient_table(f.fits["sparse"], paper)
+              for label, f in reversed(fits.items()) if "sparse" in f.fits}
+    notes = [f"The sparse law is not fitted ({label}): "
+             f"{f.notes['sparse'].removeprefix('not fitted: ')}."
+             for label, f in fits.items() if "sparse" not in f.fits]
+    return (pd.concat(tables, axis=1) if tables else None), notes

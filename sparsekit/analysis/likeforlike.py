@@ -9,15 +9,16 @@ run is the twin of both protocols (nothing is pruned in it).
 The plain frame every function here reads has one row per run and the columns family,
 protocol, sparsity, N_target, N, D, seed and loss (`designed_frame` makes it from a store).
 
-Uncertainty: the seed SD pooled over every point of the family's set (`runs.pooled_sd`),
+Uncertainty: the seed SD pooled over every point of the family's set (`noise.pooled_sd`),
 with its degrees of freedom sum(n - 1); a comparison is a contrast of point means, and its
 interval the t-quantile at those degrees of freedom (`rules.Interval.t`).
 
-Relevance, fixed before the data: a quarter of what the paper's law predicts, in this
-family's own units. The paper's law says a sparse model at N matches a dense one m(S) times
-larger (`Law.dense_equivalent`), so it predicts a gain of |dL/dln N| ln m(S) nats, with the
-dense slope dL/dln N measured on the set's own dense twins (`dense_slope`): the Findings
-chapter's `evidence.relevant_gain`.
+Claims 1, 2 and 4 are judged by the registry's own tests (`claims.CLAIMS`) on a View per
+protocol (`protocol_view`: its sparse runs and the dense twins, at the set's pooled seed SD),
+so their rules and thresholds are the Findings chapter's: relevance is a quarter of what the
+paper's law predicts, in the set's own units (`evidence.relevant_gain`). Claim 8 reads m(S)
+off the dense twins (`dense_equivalents`), as two sizes are too few for a law fit, and
+judges it with the Findings chapter's magnitude rule.
 
 Units: S the fraction of zero block weights; N non-zero non-embedding parameters; D tokens
 (T5) or images (ViT); losses in nats.
@@ -25,31 +26,29 @@ Units: S the fraction of zero block weights; N non-zero non-embedding parameters
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from sparsekit.analysis.evidence import SHARE, relevant_gain, size_slope
-from sparsekit.analysis.findings import CLAIMS
+from sparsekit.analysis.claim import Verdict, pct
+from sparsekit.analysis.claims import CLAIMS
+from sparsekit.analysis.evidence import rule_dense_equivalent, size_slope
+from sparsekit.analysis.findings import UNITS
 from sparsekit.analysis.fits import PAPER
+from sparsekit.analysis.noise import pooled_df, pooled_sd
 from sparsekit.analysis.rules import (
     LEVEL,
-    UNTESTABLE,
     Interval,
-    absence,
     combine,
-    direction,
-    magnitude,
 )
-from sparsekit.analysis.runs import FAMILY_LABELS, pooled_df, pooled_sd
+from sparsekit.analysis.runs import FAMILY_LABELS, Runs
+from sparsekit.analysis.views import View
 from sparsekit.config import PROTOCOLS
 
 PROTOCOL_NAMES = tuple(PROTOCOLS.values())  # ("paper", "dense-embeddings")
 DENSE = "dense"  # the arm of a dense twin, shared by every protocol
 COLUMNS = ("family", "protocol", "sparsity", "N_target", "N", "D", "seed", "loss")
-LIKE_CLAIMS = {k: CLAIMS[k] for k in (1, 2, 4, 8)}  # the Findings claims judged here
 
 
 EXTRA = {  # store column -> the designed frame's optional column (where the store has it)
@@ -90,7 +89,7 @@ def point_means(frame: pd.DataFrame) -> pd.DataFrame:
 
 def seed_noise(frame: pd.DataFrame) -> tuple[float, float]:
     """(seed SD in nats, its degrees of freedom): pooled over the points with >= 2 runs
-    (`runs.pooled_sd`, `runs.pooled_df`)."""
+    (`noise.pooled_sd`, `noise.pooled_df`)."""
     points = point_means(frame).rename(columns={"n": "runs"})
     points = points[points["runs"] >= 2]
     return pooled_sd(points), pooled_df(points)
@@ -137,108 +136,6 @@ def dense_slope(frame: pd.DataFrame) -> float:
     point means)."""
     points = point_means(frame)
     return size_slope(points[points["arm"] == DENSE], "N", "mean")
-
-
-def _levels(points: pd.DataFrame) -> list[float]:
-    return sorted(points["sparsity"].unique())
-
-
-def _cell_contrast(cells: dict, noise: tuple[float, float], weights_of) -> Interval | None:
-    """The interval of the mean over cells of a per-cell contrast (`weights_of(cell)` ->
-    weights over its points, or None to skip the cell)."""
-    parts, weights = [], []
-    for cell in cells.values():
-        w = weights_of(cell)
-        if w is not None:
-            parts.append(cell)
-            weights.append(np.asarray(w, float))
-    if not parts:
-        return None
-    return contrast(pd.concat(parts), np.concatenate(weights) / len(parts), noise)
-
-
-def _at(cell: pd.DataFrame, levels: Sequence[float], coefs: Sequence[float]):
-    """Weights over `cell`'s points putting coefs on those levels; None if one is missing."""
-    s = cell["sparsity"].to_numpy()
-    if not all(np.isclose(s, lv).any() for lv in levels):
-        return None
-    w = np.zeros(len(cell))
-    for lv, c in zip(levels, coefs, strict=True):
-        w[np.isclose(s, lv)] += c
-    return w
-
-
-def _threshold(r: float) -> str:
-    """The threshold R for the evidence, or why it is unknown."""
-    return f"R {r:.3g}" if np.isfinite(r) else "R unknown: needs two dense sizes at one D"
-
-
-def _row(claim: int, family: str, protocol: str, parts: list, verdict: str, rule: str) -> dict:
-    evidence = "; ".join(f"{name}: {iv if iv is not None else 'no cells'} ({v})"
-                         for name, iv, v in parts)
-    evidence = evidence or "no level has the cells it needs (two dense sizes at one D)"
-    return {"claim": claim, "family": FAMILY_LABELS.get(family, family), "protocol": protocol,
-            "statement": LIKE_CLAIMS[claim], "evidence": evidence, "rule": rule,
-            "verdict": verdict}
-
-
-def claim_1(family: str, protocol: str, cells: dict, noise: tuple[float, float],
-            slope: float) -> dict:
-    """Each step between consecutive levels: the mean change of the loss over cells,
-    claimed negative; relevant: a quarter of the paper's predicted gain of that step."""
-    levels = sorted({s for c in cells.values() for s in c["sparsity"]})
-    parts = []
-    for a, b in itertools.pairwise(levels):
-        iv = _cell_contrast(cells, noise, lambda c, a=a, b=b: _at(c, (a, b), (-1, 1)))
-        r = relevant_gain(family, slope, a, b)
-        parts.append((f"{a:g}→{b:g} ({_threshold(r)})", iv,
-                      direction(iv, r, -1) if iv else UNTESTABLE))
-    return _row(1, family, protocol, parts, combine([p[2] for p in parts]),
-                "each step's 95% t-interval: below 0 holds; above -R does not hold")
-
-
-def claim_2(family: str, protocol: str, cells: dict, noise: tuple[float, float],
-            slope: float) -> dict:
-    """For consecutive steps: the second step's change minus the first's, claimed positive
-    (a smaller gain); relevant: a quarter of the paper's predicted shrinkage."""
-    levels = sorted({s for c in cells.values() for s in c["sparsity"]})
-    parts = []
-    for a, b, c in zip(levels, levels[1:], levels[2:], strict=False):
-        iv = _cell_contrast(cells, noise, lambda x, a=a, b=b, c=c: _at(x, (a, b, c), (1, -2, 1)))
-        r = abs(relevant_gain(family, slope, b, c) - relevant_gain(family, slope, a, b))
-        parts.append((f"{a:g}→{b:g}→{c:g} ({_threshold(r)})", iv,
-                      direction(iv, r, +1) if iv and r > 0 else UNTESTABLE))
-    return _row(2, family, protocol, parts, combine([p[2] for p in parts]),
-                "change of the step's loss change: above 0 holds; below R does not hold")
-
-
-def claim_4(family: str, protocol: str, points: pd.DataFrame, noise: tuple[float, float],
-            slope: float) -> dict:
-    """Per sparse level: the change of the gap per doubling of D at fixed N (between a
-    size's smallest and largest D), averaged over sizes; claimed absent within SHARE of the
-    level's mean gap over the same cells (`evidence.rule_constant_gap`'s threshold)."""
-    ours = points[points["arm"].isin([protocol, DENSE])]
-    parts = []
-    for s in [lv for lv in _levels(ours) if lv > 0]:
-        sizes = []
-        for _, g in ours.groupby("N_target"):
-            ds = sorted(g["D"].unique())
-            picks = [g[(g["D"] == d) & np.isclose(g["sparsity"], lv)]
-                     for d in (ds[0], ds[-1]) for lv in (s, 0.0)]
-            if len(ds) >= 2 and all(len(p) == 1 for p in picks):
-                sizes.append((pd.concat(picks), np.array([-1, 1, 1, -1]) / np.log2(ds[-1] / ds[0])))
-        if not sizes:
-            parts.append((f"S {s:g}", None, UNTESTABLE))
-            continue
-        rows = pd.concat([r for r, _ in sizes])
-        iv = contrast(rows, np.concatenate([w for _, w in sizes]) / len(sizes), noise)
-        gap = contrast(rows, np.tile([1.0, -1.0, 1.0, -1.0], len(sizes)) / (2 * len(sizes)),
-                       noise)
-        r = SHARE * abs(gap.estimate)
-        parts.append((f"S {s:g} ({_threshold(r)})", iv, absence(iv, r)))
-    return _row(4, family, protocol, parts, combine([p[2] for p in parts]),
-                "change of the gap per doubling of D: within ±R (a quarter of the level's mean "
-                "gap) holds; wholly beyond does not hold")
 
 
 def _draw(rows: pd.DataFrame, scale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -288,31 +185,52 @@ def dense_equivalents(points: pd.DataFrame, protocol: str, noise: tuple[float, f
 
 
 def claim_8(family: str, protocol: str, points: pd.DataFrame,
-            noise: tuple[float, float]) -> dict:
-    """m(S) against the paper's; undetermined when the interval holds both 1 (no gain) and
-    the paper's value (`evidence.rule_dense_equivalent`'s rule)."""
-    ms = dense_equivalents(points, protocol, noise)
-    parts = []
-    for s, iv in sorted(ms.items()):
+            noise: tuple[float, float]) -> Verdict:
+    """m(S) of the designed set (`dense_equivalents`) against the paper's, with the Findings
+    chapter's magnitude rule (`evidence.rule_dense_equivalent`): undetermined when the
+    interval holds both 1 (no gain) and the paper's value."""
+    parts, verdicts = [], []
+    for s, iv in sorted(dense_equivalents(points, protocol, noise).items()):
         paper = float(PAPER[family].dense_equivalent(np.array([s]))[0])
-        parts.append((f"S {s:g} (paper {paper:.2g}x)", iv, magnitude(iv, paper, (1.0, paper))))
-    return _row(8, family, protocol, parts, combine([p[2] for p in parts]) if parts else UNTESTABLE,
-                "m(S)'s 95% interval: holding both 1 and the paper's m is undetermined; else "
-                "holding the paper's m holds, excluding it does not hold")
+        parts.append(f"{pct(s)}: {iv} (paper {paper:.2g}x)")
+        verdicts.append(rule_dense_equivalent((iv.low, iv.high), paper))
+    return Verdict(combine(verdicts),
+                   "; ".join(parts) or "no level has the cells it needs (two dense sizes at one D)")
+
+
+RULE_8 = ("m(S) from the dense twins: the dense size at which their line in ln N (at a D with "
+          "two dense sizes) reaches the sparse level's loss, averaged over cells, with a 95% "
+          "parametric-bootstrap interval; per level, undetermined if it holds both 1 and the "
+          "paper's m, else holds if it holds the paper's m and does not hold if it excludes it. "
+          "Combined over levels")
+
+
+def protocol_view(frame: pd.DataFrame, protocol: str, noise: tuple[float, float]) -> View:
+    """The View of one family's designed set under `protocol`: its sparse runs and the dense
+    twins, judged against the set's pooled seed SD `noise` (no law fits: bootstrap 0)."""
+    rows = frame[(frame["protocol"] == protocol) | (frame["sparsity"] == 0)]
+    family = str(frame["family"].iat[0])
+    runs = Runs(family, UNITS.get(family, "data"), f"designed set, {protocol}",
+                rows.reset_index(drop=True))
+    return View(runs, label=protocol, noise=noise[0], noise_df=noise[1], bootstrap=0)
 
 
 def like_for_like(frame: pd.DataFrame) -> pd.DataFrame:
     """Claims 1, 2, 4 and 8 judged per family and protocol on a designed set: one row each,
-    with the evidence (estimates, intervals, thresholds R), the rule and the verdict."""
+    with the evidence (estimates, intervals, thresholds R), the rule and the verdict. Claims
+    1, 2 and 4 are the registry's own tests (`claims.CLAIMS`) on each protocol's View; claim
+    8 reads m(S) off the dense twins (`claim_8`), as the set has too few sizes for a law."""
     rows = []
     for family, ff in frame.groupby("family"):
-        noise, points, slope = seed_noise(ff), point_means(ff), dense_slope(ff)
+        noise, points = seed_noise(ff), point_means(ff)
         for protocol in PROTOCOL_NAMES:
-            cells = _cells(points, protocol)
             if not (points["arm"] == protocol).any():
                 continue
-            rows += [claim_1(family, protocol, cells, noise, slope),
-                     claim_2(family, protocol, cells, noise, slope),
-                     claim_4(family, protocol, points, noise, slope),
-                     claim_8(family, protocol, points, noise)]
+            v = protocol_view(ff, protocol, noise)
+            found = {k: (CLAIMS[k].test(v), CLAIMS[k].rule) for k in (1, 2, 4)}
+            found[8] = (claim_8(family, protocol, points, noise), RULE_8)
+            rows += [{"claim": k, "family": FAMILY_LABELS.get(family, family),
+                      "protocol": protocol, "statement": CLAIMS[k].statement,
+                      "evidence": verdict.evidence, "rule": rule, "verdict": verdict.verdict}
+                     for k, (verdict, rule) in found.items()]
     return pd.DataFrame(rows)

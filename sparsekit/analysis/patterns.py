@@ -21,7 +21,7 @@ from sparsekit import fitting, plotting
 from sparsekit.analysis.figures import GREY, loss_title
 from sparsekit.analysis.fits import LawFits, fit_laws
 from sparsekit.analysis.regime import within
-from sparsekit.analysis.runs import Runs, _pattern_order, load_runs, runs_from_table
+from sparsekit.analysis.runs import Runs, load_runs, pattern_order, readable, runs_from_table
 from sparsekit.config import RunConfig
 from sparsekit.masks import parse_pattern
 from sparsekit.store import Store
@@ -70,7 +70,7 @@ def cells(runs: Runs) -> pd.DataFrame:
     """One row per pattern and point (S, N target, width, D): the number of runs (seeds), their
     mean final loss and its standard deviation (ddof 1; NaN for one run). ValueError naming the
     point when a cell's runs differ in anything but their seeds."""
-    table = runs.table.rename(columns={"sparsity": "S", "N_target": "N target"})
+    table = readable(runs.table)
     fixed = [c for c in table if c.startswith("config.") and c not in _FREE]
     for key, group in table.groupby(["pattern", *POINT]):
         varied = [c for c in fixed if group[c].astype(str).nunique() > 1]
@@ -90,7 +90,7 @@ def gaps(cell_table: pd.DataFrame, noise: float,
     order the two: seeds are needed; NA where the SD is unknown, NaN).
 
     The seed noise changes with the length of the runs, so with `slices` (a
-    `runs.noise_by_slice` table: the seed SD per data amount D) each point is judged against
+    `noise.noise_by_slice` table: the seed SD per data amount D) each point is judged against
     the SD of its own slice; points on other slices, or without `slices`, against `noise` (a
     pooled SD)."""
     table = cell_table.set_index(POINT)
@@ -111,7 +111,7 @@ def gaps(cell_table: pd.DataFrame, noise: float,
     within[~np.isfinite(sd)] = pd.NA
     out["within 2 seed SDs"] = within
     out = out.reset_index()
-    order = out["pattern"].map(_pattern_order)
+    order = out["pattern"].map(pattern_order)
     return out.iloc[np.lexsort((out["D"], out["N target"], order, out["S"]))].reset_index(
         drop=True)
 
@@ -127,7 +127,7 @@ def gap_summary(gap_table: pd.DataFrame) -> pd.DataFrame:
     out = groups.agg(S=("S", "first"), points=("gap", "count"), mean=("gap", "mean"),
                      smallest=("gap", "min"), largest=("gap", "max"),
                      **{"mean (%)": ("gap (%)", "mean")}, resolved=("resolved", "sum"))
-    return out.loc[sorted(out.index, key=lambda p: (out.loc[p, "S"], _pattern_order(p)))]
+    return out.loc[sorted(out.index, key=lambda p: (out.loc[p, "S"], pattern_order(p)))]
 
 
 def refit(base: fitting.FitResult, runs: Runs, seed: int = 0) -> dict[str, fitting.FactorFit]:
@@ -165,7 +165,7 @@ def refit_table(fits: dict[str, fitting.FactorFit]) -> pd.DataFrame:
     same S with their 95% intervals (when the base fit was bootstrapped), m relative to
     unstructured, and the mean Huber objective of the refit."""
     rows = {}
-    for label, f in sorted(fits.items(), key=lambda item: _pattern_order(item[0])):
+    for label, f in sorted(fits.items(), key=lambda item: pattern_order(item[0])):
         row = {"S": f.S, "runs": f.n_points}
         for name, key, value in (("m", "dense_equivalent", f.dense_equivalent),
                                  ("unstructured m(S)", "reference", f.reference),

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from sparsekit.analysis.runs import FAMILY_LABELS, Runs
 from sparsekit.analysis.tables import number
@@ -56,20 +57,29 @@ def tokens_per_param(runs: Runs) -> np.ndarray:
     return runs.D / runs.N
 
 
-def within(runs: Runs, min_tokens_per_param: float | None) -> Runs:
-    """The runs with D/N >= min_tokens_per_param (all runs for None).
+def in_range(D: ArrayLike, N: ArrayLike, min_tokens_per_param: float | None) -> np.ndarray:
+    """Where D/N >= min_tokens_per_param (everywhere for None): the one test of "inside a
+    D/N range" (`within` for runs, claim 10 for its pruning runs).
 
     min_tokens_per_param: a D/N floor in tokens (or images) per non-zero parameter, >= 0; use
-    `paper_minimum(family)` for the paper's regime.
+    `paper_minimum(family)` for the paper's regime. ValueError naming it otherwise.
     """
+    D, N = np.asarray(D, dtype=np.float64), np.asarray(N, dtype=np.float64)
     if min_tokens_per_param is None:
-        return runs
+        return np.ones(np.broadcast(D, N).shape, bool)
     if not (np.isfinite(min_tokens_per_param) and min_tokens_per_param >= 0):
         raise ValueError(
             f"min_tokens_per_param must be a finite D/N >= 0 (or None for all runs), got "
             f"{min_tokens_per_param!r}"
         )
-    return runs.select(tokens_per_param(runs) >= min_tokens_per_param)
+    return min_tokens_per_param <= D / N
+
+
+def within(runs: Runs, min_tokens_per_param: float | None) -> Runs:
+    """The runs with D/N >= min_tokens_per_param (all runs for None; `in_range`)."""
+    if min_tokens_per_param is None:
+        return runs
+    return runs.select(in_range(runs.D, runs.N, min_tokens_per_param))
 
 
 def regime_table(runs: Mapping[str, Runs]) -> pd.DataFrame:

@@ -15,6 +15,9 @@ there are) and thresholds stated before the data are seen, and says one of four 
   anything (for example 1 and twice the paper's value). It is *undetermined* when the
   interval contains both ends of that range, and otherwise *holds* when it contains the
   paper's value and *does not hold* when it excludes it.
+- a **bound** claim ("within about 2x the noise") names the bound B. It *holds* when the
+  interval lies at or below B, *does not hold* when it lies wholly above B, and is
+  *undetermined* otherwise.
 
 A claim made of parts (steps between sparsities) combines them (`combine`): *partly* only
 when some parts hold. Data that are absent make a claim (or a part) *not testable*.
@@ -107,6 +110,18 @@ def magnitude(interval: Interval, paper: float, wide: tuple[float, float]) -> st
     if interval.low <= paper <= interval.high:
         return HOLDS
     return FAILS
+
+
+def at_most(interval: Interval, bound: float) -> str:
+    """Verdict on a claimed upper bound: the value is at most `bound`; not testable when the
+    interval or the bound is unknown (NaN)."""
+    if not interval.known or math.isnan(bound):
+        return UNTESTABLE
+    if interval.high <= bound:
+        return HOLDS
+    if interval.low > bound:
+        return FAILS
+    return UNDETERMINED
 
 
 def combine(parts: Sequence[str]) -> str:

@@ -258,13 +258,20 @@ def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
     return label
 
 
-_POINT = ["S", "N target", "width", "D"]  # the columns that name a grid point in these tables
+POINT = ["S", "N target", "width", "D"]  # the columns that name a grid point in these tables
+READABLE = {"sparsity": "S", "N_target": "N target"}  # store column -> its name in these tables
+
+
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """A store table with its point columns under their names in the book's tables
+    (`READABLE`: sparsity -> S, N_target -> N target)."""
+    return table.rename(columns=READABLE)
 
 
 PER_POINT = ", the grid's seed per point"  # the recipe label's suffix for such a grid's runs
 
 
-def _labelled(frames: Sequence[pd.DataFrame], *, seeds: bool,
+def recipe_labelled(frames: Sequence[pd.DataFrame], *, seeds: bool,
               per_point: Collection[str] = ()) -> pd.DataFrame:
     """Store tables stacked, with a `recipe` label (class counts named if they differ), the
     point columns renamed, and a run kept in several stores (its config key may differ only by
@@ -278,13 +285,13 @@ def _labelled(frames: Sequence[pd.DataFrame], *, seeds: bool,
         recipe[own] = table[own].apply(_recipe, axis=1, classes=classes, seeds=False) + PER_POINT
     table = table.assign(
         recipe=recipe, run=table.apply(_recipe, axis=1, classes=True),
-    ).rename(columns={"sparsity": "S", "N_target": "N target"})
-    return table.drop_duplicates([*_POINT, "run", "loss"])
+    ).pipe(readable)
+    return table.drop_duplicates([*POINT, "run", "loss"])
 
 
 def _checks_beside_grid(checks: Sequence[str | Path], grid: Runs | None) -> pd.DataFrame:
     """The runs of the check stores and (with `grid`) the grid's runs at their points,
-    labelled by `_labelled` (a grid whose points have seeds of their own as one recipe);
+    labelled by `recipe_labelled` (a grid whose points have seeds of their own as one recipe);
     ValueError naming the store if a check store has no runs."""
     frames = [load_runs(store).table for store in checks]
     points = pd.concat(frames)[["sparsity", "N_target", "D"]].drop_duplicates()
@@ -294,18 +301,18 @@ def _checks_beside_grid(checks: Sequence[str | Path], grid: Runs | None) -> pd.D
         seeds = [grid.table[c] for c in ("config.seed", "config.data.seed") if c in grid.table]
         if any(s.nunique() > 1 for s in seeds):  # `seed_per_point`
             per_point = set(grid.table["key"])
-    return _labelled(frames, seeds=True, per_point=per_point)
+    return recipe_labelled(frames, seeds=True, per_point=per_point)
 
 
 def _pivot_unique(table: pd.DataFrame, column: str, clash: str) -> pd.DataFrame:
     """Loss per point (rows) and `column` value (columns); ValueError saying `clash`, with
     the points, if two runs share a point and a value (the table would hide one)."""
-    twice = table[table.duplicated([*_POINT, column], keep=False)]
+    twice = table[table.duplicated([*POINT, column], keep=False)]
     if len(twice):
         raise ValueError(
-            f"checks: {clash}, at {twice[[*_POINT, column]].drop_duplicates().to_dict('records')}"
+            f"checks: {clash}, at {twice[[*POINT, column]].drop_duplicates().to_dict('records')}"
         )
-    return table.pivot(index=_POINT, columns=column, values="loss").rename_axis(columns=None)
+    return table.pivot(index=POINT, columns=column, values="loss").rename_axis(columns=None)
 
 
 def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
@@ -326,28 +333,7 @@ def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.D
     return wide.reset_index()
 
 
-def seed_spread(stores: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
-    """The spread of the final loss over seeds (init and data order): one row per point
-    (S, N target, width, D) and recipe where the stores (and the grid's runs) hold at least
-    two runs that differ only in their seeds, with their number, mean, standard deviation
-    (ddof 1) and range (max - min), in the family's loss units; sorted by recipe and point.
-    With `grid`, `grid recipe` marks the rows whose recipe is the grid's.
-
-    ValueError naming the store if a store has no finished runs.
-    """
-    frames = [load_runs(store).table.assign(grid=False) for store in stores]
-    if grid is not None:  # first, so that a grid run kept in a check store too counts as the grid's
-        frames.insert(0, grid.table.assign(grid=True))
-    table = _labelled(frames, seeds=False)
-    groups = table.groupby(["recipe", *_POINT])["loss"]
-    spread = groups.agg(runs="count", mean="mean", SD="std", range=lambda x: x.max() - x.min())
-    spread = spread[spread["runs"] >= 2].reset_index()
-    if grid is not None:
-        spread["grid recipe"] = spread["recipe"].isin(set(table.loc[table["grid"], "recipe"]))
-    return spread
-
-
-def _pattern_order(pattern: str) -> tuple[int, int]:
+def pattern_order(pattern: str) -> tuple[int, int]:
     """Sort key: unstructured first, then n:m by m and n."""
     if ":" not in pattern:
         return (0, 0)
@@ -368,60 +354,8 @@ def pattern_table(checks: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
         {"pattern": "unstructured"}
     )
     wide = _pivot_unique(table, "pattern", "more than one run per point and pattern")
-    wide = wide[sorted(wide.columns, key=_pattern_order)].reset_index()
+    wide = wide[sorted(wide.columns, key=pattern_order)].reset_index()
     dense = grid.table[grid.table["sparsity"] == 0].set_index(["N_target", "D"])["loss"]
     at = pd.MultiIndex.from_frame(wide[["N target", "D"]])
-    wide.insert(len(_POINT), "dense (same N target, D)", dense.reindex(at).to_numpy())
+    wide.insert(len(POINT), "dense (same N target, D)", dense.reindex(at).to_numpy())
     return wide
-
-
-def pooled_sd(spread: pd.DataFrame) -> float:
-    """The standard deviation pooled over the points of a `seed_spread` table:
-    sqrt(sum (n - 1) SD^2 / sum (n - 1)); NaN for an empty table."""
-    dof = spread["runs"] - 1
-    return float(np.sqrt((dof * spread["SD"] ** 2).sum() / dof.sum())) if len(spread) else np.nan
-
-
-def noise_floor(spread: pd.DataFrame) -> str:
-    """One line: the seed SD pooled over the grid-recipe rows of a `seed_spread` table made
-    with `grid`, and how many points and runs it rests on."""
-    ours = spread[spread["grid recipe"]]
-    return (
-        f"noise floor: seed SD {pooled_sd(ours):.3g} nats at the grid's recipe, "
-        f"pooled over {len(ours)} points ({int(ours['runs'].sum())} runs)"
-    )
-
-
-def noise_by_slice(spread: pd.DataFrame) -> pd.DataFrame:
-    """The seed SD per data slice: one row per data amount D of the grid-recipe rows of a
-    `seed_spread` table made with `grid`, with the points and runs it pools and their pooled
-    SD (nats). The seed noise falls as runs get longer, so one pooled number over slices hides
-    it: a fit is judged against the noise of the slices it fits (`noise_of`)."""
-    ours = spread[spread["grid recipe"]]
-    rows = {
-        d: {"points": len(g), "runs": int(g["runs"].sum()), "seed SD": pooled_sd(g)}
-        for d, g in ours.groupby("D")
-    }
-    table = pd.DataFrame.from_dict(rows, orient="index", columns=["points", "runs", "seed SD"])
-    table.index.name = "D"
-    return table
-
-
-def noise_points(spread: pd.DataFrame, runs: Runs) -> pd.DataFrame:
-    """The grid-recipe rows of a `seed_spread` table whose point (S, N target, D) is one of
-    `runs`: the points the noise of a fit to those runs rests on."""
-    ours = spread[spread["grid recipe"]]
-    fitted = set(zip(runs.S, runs.size, runs.D, strict=True))
-    at = [(s, n, d) in fitted for s, n, d in zip(ours["S"], ours["N target"], ours["D"],
-                                                  strict=True)]
-    return ours[np.asarray(at, dtype=bool)]  # a bare [] would select columns
-
-
-def noise_of(spread: pd.DataFrame, runs: Runs) -> float:
-    """The seed SD pooled over `noise_points` (NaN if none)."""
-    return pooled_sd(noise_points(spread, runs))
-
-
-def pooled_df(spread: pd.DataFrame) -> float:
-    """The degrees of freedom of `pooled_sd` over the same rows: sum (n - 1); NaN if none."""
-    return float((spread["runs"] - 1).sum()) if len(spread) else np.nan

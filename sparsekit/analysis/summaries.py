@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
-from sparsekit.analysis.runs import Runs
+from sparsekit.analysis.runs import Runs, readable
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -25,7 +25,7 @@ _POINT = ["S", "N target", "D"]  # the columns of a recipe table that name a gri
 def grid_recipe(table: pd.DataFrame, grid: Runs) -> str:
     """The column of a `recipe_table` that holds the grid's own runs: the recipe whose loss
     equals the grid run's at the most points."""
-    ref = grid.table.rename(columns={"sparsity": "S", "N_target": "N target"})[[*_POINT, "loss"]]
+    ref = readable(grid.table)[[*_POINT, "loss"]]
     merged = table.merge(ref.rename(columns={"loss": "_grid"}), on=_POINT, how="left")
     recipes = [c for c in table.columns if c not in (*_POINT, "width")]
     hits = {c: int(np.isclose(merged[c], merged["_grid"], rtol=0, atol=1e-12).sum())
