@@ -245,3 +245,16 @@ def test_the_analysis_package_is_small_modules_without_cycles() -> None:
         return False
 
     assert not [m for m in graph if reaches(m, m, set())]
+
+
+def test_refits_at_the_search_bound_are_named_in_the_evidence(known) -> None:
+    import dataclasses
+
+    from sparsekit.analysis.fits import refit_bounds
+
+    fit = known["law"].fit
+    assert refit_bounds(fit) == ""  # the paper's law pins every exponent
+    pinned = dataclasses.replace(fit, bootstrap_laws=(
+        dataclasses.replace(fit.law, b_S=1e-3), fit.law))
+    assert refit_bounds(pinned) == "at the search bound in b_S 50% of 2 refits"
+    assert claims_laws.at_bounds_note(pinned) == "; " + refit_bounds(pinned)

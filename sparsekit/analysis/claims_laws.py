@@ -48,7 +48,7 @@ from sparsekit.analysis.figures import (
     predicted_vs_measured,
     sopt_map,
 )
-from sparsekit.analysis.fits import ALL_RUNS, PAPER, PAPER_LEVELS, project_scale
+from sparsekit.analysis.fits import ALL_RUNS, PAPER, PAPER_LEVELS, project_scale, refit_bounds
 from sparsekit.analysis.rules import UNTESTABLE, combine
 from sparsekit.analysis.runs import FAMILY_LABELS
 from sparsekit.analysis.tables import number, styled
@@ -102,7 +102,8 @@ def _test_3(v: View) -> Verdict:
             verdicts.append(UNTESTABLE)
             continue
         diff = Effect(f.law.alpha - dense.law.alpha, np.hypot(bootstrap_sd(f), bootstrap_sd(dense)))
-        texts.append(f"{pct(s)}: {f.law.alpha:.3g} (minus a(0): {diff.interval()})")
+        texts.append(f"{pct(s)}: {f.law.alpha:.3g} (minus a(0): {diff.interval()})"
+                     + at_bounds_note(f).replace(";", ",", 1))
         verdicts.append(rule_same_exponent(diff, dense.law.alpha))
     return Verdict(combine(verdicts), "; ".join(texts))
 
@@ -133,6 +134,12 @@ ONE_EXPONENT = Claim(
 
 def _no_fit(v: View) -> Verdict:
     return Verdict(UNTESTABLE, f"sparse law {v.sparse.notes.get('sparse', 'not fitted')}")
+
+
+def at_bounds_note(fit: fitting.FitResult) -> str:
+    """"; " + `fits.refit_bounds` of `fit`, for the evidence ("" if none)."""
+    bounds = refit_bounds(fit)
+    return f"; {bounds}" if bounds else ""
 
 
 def _test_5(v: View) -> Verdict:
@@ -240,7 +247,7 @@ def _test_7(v: View) -> Verdict:
         text += f"; contour slope {slope}, dense frontier {slopes[1]:.2g} ({spread})"
     else:
         text += f"; no dense frontier: {frontier or 'no bootstrap'}"
-    return Verdict(rule_sopt(rise, ratio), text)
+    return Verdict(rule_sopt(rise, ratio), text + at_bounds_note(v.fit))
 
 
 def _figures_7(views: Views, smoke: bool) -> list[go.Figure]:
@@ -307,7 +314,8 @@ def _test_8(v: View) -> Verdict:
         texts.append(f"{pct(s)}: {m:.3g}x [{lo:.3g}, {hi:.3g}]{bound}")
         value = float(paper.dense_equivalent(s)) if paper else np.nan
         verdicts.append(rule_dense_equivalent((lo, hi), value))
-    return Verdict(combine(verdicts), "; ".join(texts) or "none of 50 / 75 / 87.5%")
+    return Verdict(combine(verdicts),
+                   ("; ".join(texts) or "none of 50 / 75 / 87.5%") + at_bounds_note(v.fit))
 
 
 def _figures_8(views: Views, smoke: bool) -> list[Any]:

@@ -104,6 +104,17 @@ class LawFits:
         return "\n\n".join([head, "\n".join(f"- {line}" for line in lines)]).strip()
 
 
+def refit_bounds(fit: fitting.FitResult) -> str:
+    """"<exponent> at the search bound in X% of B refits" for the exponents some bootstrap
+    refits of `fit` leave on the search box (`FitResult.refits_at_bounds`; an interval that
+    depends on them is partly the box's); "" if none."""
+    shares = fit.refits_at_bounds()
+    if not shares:
+        return ""
+    listed = ", ".join(f"{name} {100 * share:.0f}%" for name, share in shares.items())
+    return f"at the search bound in {listed} of {len(fit.bootstrap_laws)} refits"
+
+
 def fit_laws(
     runs: Runs,
     laws: Sequence[str] = tuple(LAW_LABELS),
@@ -157,10 +168,8 @@ def fit_laws(
         if fit.undetermined:
             notes[law].append(f"not determined by these runs: {', '.join(fit.undetermined)} "
                               "(scaling one by 10% moves no prediction by 10⁻⁶)")
-        if shares := fit.refits_at_bounds():
-            notes[law].append("at the search bound in " + ", ".join(
-                f"{name} {100 * share:.0f}%" for name, share in shares.items())
-                + f" of {len(fit.bootstrap_laws)} bootstrap refits")
+        if bounds := refit_bounds(fit):
+            notes[law].append(bounds)
         if not extrapolate:
             continue
         rest = points.select(np.less(points.N, points.N.max() / HOLD_OUT_WITHIN))
