@@ -5,8 +5,9 @@ transformation.
 The contract: a claim has its number, a statement, a rule made from the constants its test
 uses, the paper's value per family, and a test that returns a `Verdict` (one of
 `rules.VERDICTS`, with evidence) on any View, "not testable" when the data are absent. The
-known answers (runs drawn from laws, `test_findings.paper_runs`): the paper's law -> claims
-1-8 hold; a loss flat in S with tiny noise -> 1 and 8 do not hold; a gap that halves with
+known answers (runs drawn from laws, `known_runs.paper_runs`): the paper's law -> claims
+1-8 hold; a loss flat in S with tiny noise -> 1 and 8 do not hold, and 2 holds (a zero gain
+is a saturated factor); a gap that halves with
 each doubling of D -> 4 does not hold; a flat loss with noise too large to decide -> 1 and 8
 undetermined, never "holds" or "does not hold". Claims 9 and 10 get n:m and pruned-pretrained
 runs whose gaps and data ratios are known.
@@ -46,6 +47,7 @@ def known() -> dict[str, View]:
 EXPECTED = [  # (case, claim, the verdicts allowed)
     *[("law", k, {HOLDS}) for k in PAPER_CLAIMS],
     ("flat", 1, {FAILS}),
+    ("flat", 2, {HOLDS}),  # no gain at any step: the factor has saturated (not "no shrink")
     ("flat", 8, {FAILS}),
     ("halves", 4, {FAILS}),
     ("flat, noisy", 1, {UNDETERMINED}),

@@ -65,6 +65,12 @@ def test_rule_falls() -> None:
     assert rule_falls(Effect(-0.1, 0.03), 0.02) == HOLDS  # the same at a normal quantile
 
 
+def test_rule_no_gain() -> None:
+    assert evidence.rule_no_gain(Effect(0.001, 0.002), 0.01) == HOLDS  # within +-R
+    assert evidence.rule_no_gain(Effect(-0.05, 0.005), 0.01) == FAILS  # a real gain
+    assert evidence.rule_no_gain(Effect(-0.008, 0.005), 0.01) == UNDETERMINED
+
+
 def test_rule_shrinks() -> None:
     assert rule_shrinks(Effect(0.05, 0.01), 0.01) == HOLDS
     assert rule_shrinks(Effect(0.0, 0.002), 0.01) == FAILS  # the gains do not shrink

@@ -24,12 +24,13 @@ from sparsekit.analysis.evidence import (
     gap_trend,
     rule_constant_gap,
     rule_falls,
+    rule_no_gain,
     rule_shrinks,
     steps,
 )
 from sparsekit.analysis.figures import gap_figure
 from sparsekit.analysis.fits import ALL_RUNS, PAPER, PAPER_LEVELS
-from sparsekit.analysis.rules import combine
+from sparsekit.analysis.rules import HOLDS, combine
 from sparsekit.analysis.views import View
 
 R_TEXT = (f"R = {SHARE:g} x the paper's predicted effect in this family's units: the runs' "
@@ -90,11 +91,15 @@ def _paper_2(family: str) -> str:
 def _test_2(v: View) -> Verdict:
     st = steps(v.cells, v.noise, v.noise_df)
     parts = []
-    for (x, y, _), (_, z, _), c in zip(st, st[1:], curvatures(v.cells, v.noise, v.noise_df),
-                                        strict=False):
+    for (x, y, first), (_, z, second), c in zip(st, st[1:],
+                                                 curvatures(v.cells, v.noise, v.noise_df),
+                                                 strict=False):
         r = abs(v.relevant(x, y) - v.relevant(y, z))
-        parts.append((f"{pct(x)}->{pct(y)}->{pct(z)}: L_k - 2 L_k+1 + L_k+2 {c.interval()}, "
-                      f"R {r:.2g}", rule_shrinks(c, r)))
+        text = f"{pct(x)}->{pct(y)}->{pct(z)}: L_k - 2 L_k+1 + L_k+2 {c.interval()}, R {r:.2g}"
+        if rule_no_gain(first, v.relevant(x, y)) == rule_no_gain(second, v.relevant(y, z)) == HOLDS:
+            parts.append((text + " (saturated: neither step gains R)", HOLDS))
+        else:
+            parts.append((text, rule_shrinks(c, r)))
     return Verdict(combine([p for _, p in parts]),
                    "; ".join(t for t, _ in parts) or "fewer than 3 sparsity levels")
 
@@ -104,7 +109,9 @@ SATURATES = Claim(
     "The gains shrink with each halving of density (the sparsity factor saturates).",
     "for consecutive steps: the mean of L_k - 2 L_k+1 + L_k+2 over matched cells, 95% "
     "t-interval; holds above 0 (the second step gains less), does not hold below R, "
-    "undetermined otherwise; R the difference of the two steps' R. Combined over pairs",
+    "undetermined otherwise; R the difference of the two steps' R. A pair whose two steps "
+    "both change the loss by less than their own R (each step's interval within ±R) has "
+    "saturated: holds. Combined over pairs",
     _paper_2,
     _test_2,
     no_figures,  # read off claim 1's figure: a line that flattens as S rises

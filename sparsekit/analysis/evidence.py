@@ -92,6 +92,13 @@ def rule_shrinks(shrink: Effect, relevant: float) -> str:
     return direction(shrink.interval(), relevant, +1.0)
 
 
+def rule_no_gain(step: Effect, relevant: float) -> str:
+    """Claim 2, one sparsity step: an absence claim (the step changes the loss by less than
+    `relevant` either way): two such steps in a row are a saturated factor, not a failure
+    of the gains to shrink."""
+    return absence(step.interval(), relevant)
+
+
 def rule_same_exponent(difference: Effect, reference: float) -> str:
     """Claim 3, one level: its size exponent minus the dense one (`reference`), an absence
     claim within SHARE x reference."""
