@@ -18,9 +18,14 @@ pattern (e.g. 2:4), every other coefficient kept from a fit to unstructured runs
 
 from __future__ import annotations
 
+import functools
 import itertools
+import multiprocessing
+import os
+import pickle
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,8 @@ from sparsekit.costs import CostModel
 from sparsekit.laws import LAWS, Law, LinearForm
 
 GRID_RANGE = (0.05, 2.5)  # exponents scanned, log-spaced (published fits: 0.2-0.9)
+WORKERS_ENV = "SPARSEKIT_FIT_WORKERS"  # processes for a bootstrap's refits (`fit_workers`)
+PARALLEL_FROM = 16  # fewer refits than this run in this process: a pool costs ~1 s to start
 EXPONENT_BOUNDS = (1e-3, 10.0)  # box for the refinement
 _TINY = np.finfo(np.float64).tiny  # keeps log(pred) finite at degenerate trial points
 
@@ -301,6 +308,44 @@ def _fitted(S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg: 
     return law
 
 
+def fit_workers() -> int:
+    """Processes a bootstrap's refits may run in: the environment variable WORKERS_ENV when
+    set (an integer >= 1), else the CPUs this process may use. ValueError naming the variable
+    for anything else."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if value:
+        if not (value.isdigit() and int(value) >= 1):
+            raise ValueError(f"{WORKERS_ENV} must be an integer >= 1, got {value!r}")
+        return int(value)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@functools.cache
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """One pool of `workers` fresh (spawned) processes per session, shared by every bootstrap:
+    spawned, not forked, since the caller may hold JAX or threads."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _refits(data: Sequence[tuple[np.ndarray, ...]], cfg: _Settings) -> list[Law]:
+    """`_fit_law` on each resample, in worker processes (`fit_workers`) when there are at
+    least PARALLEL_FROM of them and the settings can be sent to a process: each refit is a
+    deterministic function of its data, so the laws are the same either way, in order."""
+    workers = min(fit_workers(), len(data))
+    if workers >= 2 and len(data) >= PARALLEL_FROM:
+        try:
+            pickle.dumps(cfg)
+        except (pickle.PicklingError, AttributeError, TypeError):  # e.g. a lambda option
+            workers = 1
+    if workers < 2 or len(data) < PARALLEL_FROM:
+        return [_fit_law(*d, cfg) for d in data]
+    chunk = max(1, len(data) // (4 * workers))
+    return list(_pool(workers).map(_fit_law, *zip(*data, strict=True),
+                                   itertools.repeat(cfg, len(data)), chunksize=chunk))
+
+
 def _bootstrap(
     S: np.ndarray,
     N: np.ndarray,
@@ -315,33 +360,32 @@ def _bootstrap(
 
     The resamples are drawn one after another from `seed`, so the first refits of a larger
     bootstrap are a smaller one's: the fit cache keeps them without `size` and each refit's
-    draw (`attempt`), and a refit it holds for the same draw is taken instead of recomputed."""
+    draw (`attempt`), and a refit it holds for the same draw is taken instead of recomputed.
+    The refits still to compute run in parallel (`_refits`)."""
     key = fitcache.key("bootstrap", (S, N, D, loss), cfg.law_cls, cfg.options,
                        delta=cfg.delta, log=cfg.log, grid=cfg.grid, starts=cfg.starts,
                        seed=seed)
     known_laws, known_attempts = fitcache.load(key, cfg.law_cls, cfg.options) or ((), ())
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(s == S) for s in np.unique(S)]
-    laws: list[Law] = []
+    draws: list[tuple[np.ndarray, ...]] = []
     attempts: list[int] = []
-    reused = 0
     for attempt in range(100 * size):
         idx = np.concatenate([rng.choice(group, group.size) for group in groups])
         try:
-            data = _validate(cfg.law_cls, S[idx], N[idx], D[idx], loss[idx])
+            draws.append(_validate(cfg.law_cls, S[idx], N[idx], D[idx], loss[idx]))
         except ValueError:  # e.g. a resample with a single distinct N: draw again
             continue
-        i = len(laws)
-        if i < len(known_laws) and known_attempts[i] == attempt:
-            laws.append(known_laws[i])
-            reused += 1
-        else:
-            laws.append(_fit_law(*data, cfg))
         attempts.append(attempt)
-        if len(laws) == size:
+        if len(draws) == size:
             break
     else:
         raise ValueError("bootstrap: resamples of these data keep failing validation")
+    known = [i < len(known_laws) and known_attempts[i] == attempt
+             for i, attempt in enumerate(attempts)]
+    computed = iter(_refits([d for d, k in zip(draws, known, strict=True) if not k], cfg))
+    laws = [known_laws[i] if k else next(computed) for i, k in enumerate(known)]
+    reused = sum(known)
     if len(laws) > len(known_laws) or reused < len(laws):
         fitcache.store(key, laws, attempts, cfg.options)
     fitcache.record("bootstrap", cfg.law_cls, key, computed=len(laws) - reused, reused=reused)

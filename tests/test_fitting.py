@@ -203,6 +203,22 @@ def test_bootstrap_intervals():
     assert other_seed != (lo, hi)
 
 
+def test_refits_in_worker_processes_are_the_refits_in_this_one(monkeypatch):
+    from sparsekit import fitting
+
+    data = synthetic(PAPER_VIT, noise=1e-3, sizes=5, lengths=3)
+    monkeypatch.setattr(fitting, "PARALLEL_FROM", 2)
+    monkeypatch.setenv(fitting.WORKERS_ENV, "1")
+    alone = fit(*data, bootstrap=4, seed=1).bootstrap_laws
+    monkeypatch.setenv(fitting.WORKERS_ENV, "2")
+    assert fitting.fit_workers() == 2
+    assert fit(*data, bootstrap=4, seed=1).bootstrap_laws == alone  # same laws, same order
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(fitting.WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match="SPARSEKIT_FIT_WORKERS must be an integer >= 1"):
+            fitting.fit_workers()
+
+
 def test_diagnostics():
     S, N, D, _ = synthetic(PAPER_VIT, 0.0)
     loss = PAPER_VIT.predict(S, N, D) * 1.01
