@@ -8,6 +8,7 @@
 Law fits are cached for the build in .cache/fits (`sparsekit.fitcache`), so a fit one
 chapter made is read, not refitted, by the next: SPARSEKIT_FIT_CACHE, when set, names another
 folder ("off": no cache). Each notebook's line in the log says how many fits came from it.
+Bootstrap refits run in one process per CPU (SPARSEKIT_FIT_WORKERS, when set, says how many).
 
 Notebooks run in sorted order from notebooks/ (kernel `python3`, working directory
 notebooks/) into book/executed/, which the toc renders; a summary chapter (00_*, the
@@ -36,7 +37,7 @@ import papermill
 import yaml
 from traitlets.config import Config
 
-from sparsekit import fitcache
+from sparsekit import fitcache, fitting
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -115,15 +116,25 @@ def execute(notebook: Path, parameters: dict[str, Any], output: Path | None = No
 def fit_cache() -> Iterator[Path | None]:
     """The build's fit cache folder (None: off): SPARSEKIT_FIT_CACHE as the caller set it,
     else FIT_CACHE, put in the environment the notebooks' kernels inherit while the build
-    runs, and taken out again after."""
-    before = os.environ.get(fitcache.ENV)
-    if before is None:
-        os.environ[fitcache.ENV] = str(FIT_CACHE)
+    runs, and taken out again after. Likewise SPARSEKIT_FIT_WORKERS (`fitting.fit_workers`):
+    as the caller set it, else the CPUs this process may use, so a chapter's bootstrap refits
+    run in parallel."""
+    defaults = {fitcache.ENV: str(FIT_CACHE), fitting.WORKERS_ENV: str(_cpus())}
+    unset = [name for name in defaults if name not in os.environ]
+    for name in unset:
+        os.environ[name] = defaults[name]
     try:
         yield fitcache.directory()
     finally:
-        if before is None:
-            os.environ.pop(fitcache.ENV, None)
+        for name in unset:
+            os.environ.pop(name, None)
+
+
+def _cpus() -> int:
+    """The CPUs this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def build_book(path_output: Path) -> Path:

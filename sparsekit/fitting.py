@@ -23,6 +23,7 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import signal
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -309,24 +310,33 @@ def _fitted(S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg: 
 
 
 def fit_workers() -> int:
-    """Processes a bootstrap's refits may run in: the environment variable WORKERS_ENV when
-    set (an integer >= 1), else the CPUs this process may use. ValueError naming the variable
-    for anything else."""
+    """Processes a bootstrap's refits may run in: the environment variable WORKERS_ENV (an
+    integer >= 1), or 1 when it is unset. Off by default: worker processes are spawned, and
+    spawning re-imports the caller's main script, so a script that fits at module level
+    without an `if __name__ == "__main__":` guard would run again in every worker. The book
+    build (scripts/build_book.py) sets it to the CPUs it may use. ValueError naming the
+    variable for anything else."""
     value = os.environ.get(WORKERS_ENV, "").strip()
-    if value:
-        if not (value.isdigit() and int(value) >= 1):
-            raise ValueError(f"{WORKERS_ENV} must be an integer >= 1, got {value!r}")
-        return int(value)
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    if not value:
+        return 1
+    if not (value.isdigit() and int(value) >= 1):
+        raise ValueError(f"{WORKERS_ENV} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _quiet_worker() -> None:
+    """A pool worker ignores SIGINT: its parent (a notebook kernel, a test run) decides when
+    the pool stops, and an interrupt sent to the parent's process group (a kernel's shutdown)
+    would otherwise print a traceback from every idle worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @functools.cache
 def _pool(workers: int) -> ProcessPoolExecutor:
     """One pool of `workers` fresh (spawned) processes per session, shared by every bootstrap:
     spawned, not forked, since the caller may hold JAX or threads."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_quiet_worker)
 
 
 def _refits(data: Sequence[tuple[np.ndarray, ...]], cfg: _Settings) -> list[Law]:

@@ -217,6 +217,8 @@ def test_refits_in_worker_processes_are_the_refits_in_this_one(monkeypatch):
         monkeypatch.setenv(fitting.WORKERS_ENV, bad)
         with pytest.raises(ValueError, match="SPARSEKIT_FIT_WORKERS must be an integer >= 1"):
             fitting.fit_workers()
+    monkeypatch.delenv(fitting.WORKERS_ENV)
+    assert fitting.fit_workers() == 1  # off unless asked for: spawning re-runs unguarded scripts
 
 
 def test_diagnostics():
