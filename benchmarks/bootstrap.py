@@ -47,7 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.pop(fitcache.ENV, None)
     os.environ.pop(fitting.WORKERS_ENV, None)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = fitting.available_cpus()
     data = fitting.load_paper_t5(args.data)
     one, t_one = timed(1, data, args.refits)
     many, t_many = timed(cpus, data, args.refits)

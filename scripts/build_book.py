@@ -119,7 +119,7 @@ def fit_cache() -> Iterator[Path | None]:
     runs, and taken out again after. Likewise SPARSEKIT_FIT_WORKERS (`fitting.fit_workers`):
     as the caller set it, else the CPUs this process may use, so a chapter's bootstrap refits
     run in parallel."""
-    defaults = {fitcache.ENV: str(FIT_CACHE), fitting.WORKERS_ENV: str(_cpus())}
+    defaults = {fitcache.ENV: str(FIT_CACHE), fitting.WORKERS_ENV: str(fitting.available_cpus())}
     unset = [name for name in defaults if name not in os.environ]
     for name in unset:
         os.environ[name] = defaults[name]
@@ -129,12 +129,6 @@ def fit_cache() -> Iterator[Path | None]:
         for name in unset:
             os.environ.pop(name, None)
 
-
-def _cpus() -> int:
-    """The CPUs this process may use."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def build_book(path_output: Path) -> Path:

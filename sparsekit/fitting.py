@@ -309,6 +309,13 @@ def _fitted(S: np.ndarray, N: np.ndarray, D: np.ndarray, loss: np.ndarray, cfg: 
     return law
 
 
+def available_cpus() -> int:
+    """The CPUs this process may use (its affinity where the OS reports one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def fit_workers() -> int:
     """Processes a bootstrap's refits may run in: the environment variable WORKERS_ENV (an
     integer >= 1), or 1 when it is unset. Off by default: worker processes are spawned, and
