@@ -259,7 +259,7 @@ def test_recipe_table_puts_checks_beside_the_grid_at_their_points(tmp_path) -> N
     mixed = analysis.runs.recipe_table([check.path, task.path])
     assert mixed.loc[0, "LR 0.003, batch 32, 16 classes"] == 1.5
     assert mixed.loc[0, "LR 0.02, batch 32, 64 classes"] == 2.5
-    assert list(table.columns[:4]) == ["S", "N target", "width", "D"]
+    assert list(table.columns[:4]) == ["S", "N_target", "width", "D"]
     with pytest.raises(ValueError, match="has no runs"):
         analysis.runs.recipe_table([tmp_path / "empty"])
     check.put({**row(0.0, 16384, 2**20), "key": "warmup", "config.optim.warmup": 0.2,
@@ -278,7 +278,7 @@ def test_recipe_table_shows_a_grid_with_seeds_per_point_as_one_recipe(tmp_path) 
                    "loss": 4.0 + k})
     table = analysis.runs.recipe_table([check.path], grid=analysis.load_runs(grid.path))
     own = "LR 0.003, batch 32" + analysis.runs.PER_POINT
-    assert list(table.columns) == ["S", "N target", "width", "D", own, "LR 0.01, batch 32"]
+    assert list(table.columns) == ["S", "N_target", "width", "D", own, "LR 0.01, batch 32"]
     assert table[own].tolist() == [3.0, 4.0] and table["LR 0.01, batch 32"].tolist() == [4.0, 5.0]
 
 
@@ -290,10 +290,10 @@ def test_pattern_table_puts_nm_beside_unstructured_and_dense(tmp_path) -> None:
     nm.put({**row(0.5, 16384, 2**20), "key": "48", "pattern": "4:8", "loss": 3.5})
     nm.put({**row(0.5, 16384, 2**20), "key": "12", "pattern": "1:2", "loss": 4.5})
     table = analysis.runs.pattern_table([nm.path], grid=analysis.load_runs(grid.path))
-    assert list(table.columns) == ["S", "N target", "width", "D", "dense (same N target, D)",
+    assert list(table.columns) == ["S", "N_target", "width", "D", "dense (same N_target, D)",
                                    "unstructured", "1:2", "2:4", "4:8"]
     assert len(table) == 1  # the grid's other points are left out
-    assert table.loc[0, "dense (same N target, D)"] == pytest.approx(LAW.predict(0.0, 16384, 2**20))
+    assert table.loc[0, "dense (same N_target, D)"] == pytest.approx(LAW.predict(0.0, 16384, 2**20))
     assert table.loc[0, "unstructured"] == pytest.approx(LAW.predict(0.5, 16384, 2**20))
     assert table.loc[0, ["1:2", "2:4", "4:8"]].tolist() == [4.5, 4.0, 3.5]
     nm.put({**row(0.5, 16384, 2**20), "key": "24 again", "pattern": "2:4", "loss": 4.1})

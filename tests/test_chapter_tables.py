@@ -85,7 +85,7 @@ def _grid(losses: dict[tuple[float, int], float]) -> analysis.Runs:
 def test_recipe_summary_compares_each_recipe_with_the_grids() -> None:
     grid = _grid({(0.0, 16): 2.0, (0.0, 32): 1.9, (0.5, 16): 1.95})
     recipes = pd.DataFrame({
-        "S": [0.0, 0.0, 0.5], "N target": [16, 32, 16], "width": [8, 12, 12], "D": [100] * 3,
+        "S": [0.0, 0.0, 0.5], "N_target": [16, 32, 16], "width": [8, 12, 12], "D": [100] * 3,
         "LR 0.003": [2.1, 1.8, np.nan],
         "LR 0.01": [2.0, 1.9, 1.95],  # the grid's runs
         "LR 0.03": [np.nan, np.nan, 2.05],
@@ -109,7 +109,7 @@ def test_folded_puts_the_table_under_a_summary() -> None:
 
 def test_longest_slice_noise() -> None:
     assert np.isnan(analysis.noise.longest_slice_noise(None))
-    spread = pd.DataFrame({"recipe": ["r"] * 2, "S": [0.0] * 2, "N target": [16] * 2,
+    spread = pd.DataFrame({"recipe": ["r"] * 2, "S": [0.0] * 2, "N_target": [16] * 2,
                            "width": [8] * 2, "D": [100, 400], "runs": [3, 3],
                            "mean": [2.0, 1.8], "SD": [0.04, 0.01], "range": [0.1, 0.02],
                            "grid recipe": [True, True]})
@@ -126,7 +126,7 @@ def test_coefficients_side_by_side_says_which_fit_lacks_the_sparse_law() -> None
 
 def test_noise_of_runs_without_rerun_points_is_nan() -> None:
     # Chapter 4 in smoke mode: the seed store's recipe is not the smoke grid's.
-    spread = pd.DataFrame({"recipe": ["r"], "S": [0.0], "N target": [16], "width": [8],
+    spread = pd.DataFrame({"recipe": ["r"], "S": [0.0], "N_target": [16], "width": [8],
                            "D": [100], "runs": [3], "mean": [2.0], "SD": [0.04],
                            "range": [0.1], "grid recipe": [False]})
     assert np.isnan(analysis.noise.noise_of(spread, _grid({(0.0, 16): 2.0})))

@@ -33,7 +33,7 @@ def grid_runs(changes: dict | None = None) -> Runs:
 
 
 def spread(sd: float, points: int = 3, seeds: int = 3) -> pd.DataFrame:
-    return pd.DataFrame({"recipe": "LR", "S": 0.0, "N target": SIZES[:points], "width": 16,
+    return pd.DataFrame({"recipe": "LR", "S": 0.0, "N_target": SIZES[:points], "width": 16,
                          "D": AMOUNTS[0], "runs": seeds, "mean": 3.0, "SD": sd,
                          "range": 2 * sd, "grid recipe": True})
 

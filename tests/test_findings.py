@@ -333,7 +333,7 @@ def test_family_views_all_runs_and_in_range(tmp_path) -> None:
 
 
 def test_view_noise_and_store_or_reason(tmp_path) -> None:
-    spread = pd.DataFrame({"grid recipe": True, "S": 0.0, "N target": [1.0, 1.0], "D": [1, 2],
+    spread = pd.DataFrame({"grid recipe": True, "S": 0.0, "N_target": [1.0, 1.0], "D": [1, 2],
                            "runs": 3, "SD": [0.1, 0.2]})
     runs = _frame_runs(pd.DataFrame({"family": "t5", "sparsity": 0.0, "N": [1.0],
                                               "D": [1], "loss": [1.0]}), "t5")

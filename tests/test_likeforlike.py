@@ -23,7 +23,7 @@ from sparsekit.analysis.rules import (
 
 SLOPE = -0.08  # dL/dln N of the synthetic dense twins
 CELLS = [(16384, 13824, 2**22), (16384, 13824, 2**23), (32768, 32256, 2**23),
-         (32768, 32256, 2**24)]  # (N target, dense twin N, D): like-t5's design
+         (32768, 32256, 2**24)]  # (N_target, dense twin N, D): like-t5's design
 
 
 def synthetic(gain_paper: float, gain_dense_emb: float, sd: float, *, d_trend: float = 0.0,

@@ -52,7 +52,7 @@ def test_cells_average_seeds_and_gaps_compare_them(stores):
     grid, nm, seeds = stores
     runs = patterns.pattern_runs([nm, seeds], load_runs(grid))
     assert len(runs) == 3 + 4 + 2  # n:m and seed runs, and the grid's 50% twins (no dense)
-    cells = patterns.cells(runs).set_index(["pattern", "N target"])
+    cells = patterns.cells(runs).set_index(["pattern", "N_target"])
     assert cells.loc[("2:4", 16384), ["runs", "loss", "SD"]].tolist() == pytest.approx(
         [3, 3.1, 0.1])
     assert cells.loc[("unstructured", 16384), ["runs", "loss"]].tolist() == pytest.approx(
@@ -88,7 +88,7 @@ def test_gaps_judge_each_point_against_its_own_slice_noise(stores):
     longer = cells.assign(D=2**25)  # a second slice: the same cells, twice the data
     both = pd.concat([cells, longer], ignore_index=True)
     slices = pd.DataFrame({"seed SD": [0.01]}, index=pd.Index([2**24], name="D"))
-    table = patterns.gaps(both, noise=0.06, slices=slices).set_index(["D", "pattern", "N target"])
+    table = patterns.gaps(both, noise=0.06, slices=slices).set_index(["D", "pattern", "N_target"])
     short, long = table.loc[(2**24, "2:4", 16384)], table.loc[(2**25, "2:4", 16384)]
     assert short[["seed SD", "gap SE"]].tolist() == pytest.approx([0.01, 0.01 * np.sqrt(2 / 3)])
     assert long[["seed SD", "gap SE"]].tolist() == pytest.approx([0.06, 0.06 * np.sqrt(2 / 3)])

@@ -50,7 +50,7 @@ def test_a_table_that_fits_is_one_styler() -> None:
 
 def test_a_wide_table_is_split_repeating_its_key_columns() -> None:
     # chapter 2's validation curves: one column per checkpoint, far wider than the page
-    keys = {"S": [0.0, 0.5, 0.5, 0.75, 0.75], "N target": [3072, 3072, 6144, 3072, 6144],
+    keys = {"S": [0.0, 0.5, 0.5, 0.75, 0.75], "N_target": [3072, 3072, 6144, 3072, 6144],
             "width": [16, 16, 32, 16, 32]}
     curves = {f"{k * 32_800:,} images": [3.2 - 0.01 * k] * 5 for k in range(1, 13)}
     table = pd.DataFrame({**keys, **curves})
@@ -62,7 +62,7 @@ def test_a_wide_table_is_split_repeating_its_key_columns() -> None:
     shown = styled(table)
     assert isinstance(shown, tables.Tables) and len(shown.parts) == len(parts)
     html = shown._repr_html_()
-    assert html.count("<table") == len(parts) and "each with S, N target, width" in html
+    assert html.count("<table") == len(parts) and "each with S, N_target, width" in html
 
 
 def test_a_wide_table_of_few_rows_is_transposed() -> None:

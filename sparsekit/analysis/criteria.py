@@ -210,31 +210,31 @@ def design_criteria(frame: pd.DataFrame, noise: Sequence[str | Path], *, family:
 
 
 def above_floor_table(runs: Runs) -> pd.DataFrame:
-    """Final loss minus the floor (nats; see `floor_and_plateau`): one row per (S, N target),
+    """Final loss minus the floor (nats; see `floor_and_plateau`): one row per (S, N_target),
     one column per D. The part of the loss a larger model or more data can still remove."""
     floor, _ = floor_and_plateau(runs)
-    t = pd.DataFrame({"S": runs.S, "N target": runs.size, "D": runs.D,
+    t = pd.DataFrame({"S": runs.S, "N_target": runs.size, "D": runs.D,
                       "loss - floor": runs.loss - floor})
-    wide = t.pivot_table(index=["S", "N target"], columns="D", values="loss - floor")
+    wide = t.pivot_table(index=["S", "N_target"], columns="D", values="loss - floor")
     wide = wide.rename(columns=lambda d: f"D = {number(d)}")
     return wide.rename_axis(columns=None).reset_index()
 
 
 def curve_table(store: str | Path) -> pd.DataFrame:
     """The validation curves of a store's finished runs (those with `eval_every`): one row per
-    run (S, N target, width, peak LR, seed), one column per number of images seen, cells the
+    run (S, N_target, width, peak LR, seed), one column per number of images seen, cells the
     validation loss (nats) then; for reading a plateau, or its absence, off the pilots."""
     rows = []
     for r in Store(store).results(strict=False):
         if r.status != "ok" or not r.val_curve:
             continue
-        row = {"S": r.sparsity, "N target": r.N_target, "width": r.width,
+        row = {"S": r.sparsity, "N_target": r.N_target, "width": r.width,
                "peak LR": r.peak_lr, "seed": r.config["seed"]}
         row |= {int(step) * r.batch: loss for step, loss in r.val_curve}
         rows.append(row)
     if not rows:
         raise ValueError(f"results store {store} has no finished runs with a validation curve")
-    table = pd.DataFrame(rows).sort_values(["S", "N target", "peak LR", "seed"])
+    table = pd.DataFrame(rows).sort_values(["S", "N_target", "peak LR", "seed"])
     return table.rename(columns=lambda k: f"{k:,} images" if isinstance(k, int) else k)
 
 

@@ -61,12 +61,12 @@ def pattern_effects(runs: Runs, grid: Runs, noise: float, df: float
                     ) -> dict[str, tuple[Effect, Effect, int]]:
     """Per 50% pattern of `runs` (n:m runs and their unstructured twins,
     `patterns.pattern_runs`): (mean gap over unstructured, unstructured's mean gain over the
-    grid's dense run at the same N target and D, points), their SEs from the seed SD `noise`
+    grid's dense run at the same N_target and D, points), their SEs from the seed SD `noise`
     at `df` degrees of freedom. Points without a dense run are left out."""
     gap_table = gaps(cells(runs), noise)
     dense = grid.table[np.isclose(grid.table["sparsity"], 0.0)]
     dense = dense.groupby(["N_target", "D"])["loss"].agg(dense="mean", dense_runs="count")
-    gap_table = gap_table.join(dense, on=["N target", "D"], how="inner")
+    gap_table = gap_table.join(dense, on=["N_target", "D"], how="inner")
     out = {}
     for pattern, rows in gap_table[np.isclose(gap_table["S"], HALF)].groupby("pattern"):
         gain = rows["dense"] - rows["unstructured"]
@@ -120,7 +120,7 @@ def _test_10(v: View) -> Verdict:
         for _, r in rows.iterrows():
             ratio = Interval(r["data ratio"], r["ratio low"], r["ratio high"], v.noise_df)
             levels.append(rule_pretrained(ratio, paper))
-            parts.append(f"{pct(s)}, N {number(r['N target'], 3)}, D {count(r['D prune'])}: "
+            parts.append(f"{pct(s)}, N {number(r['N_target'], 3)}, D {count(r['D prune'])}: "
                          f"{r['data ratio']:.3g}x [{r['ratio low']:.3g}, "
                          f"{r['ratio high']:.3g}], R x{paper ** SHARE:.3g}")
         verdicts.append(combine(levels))

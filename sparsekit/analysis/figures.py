@@ -57,7 +57,7 @@ def _hover(table: pd.DataFrame) -> tuple[list, str]:
             "key": row.get("key"),
             "S": row["sparsity"],
             "N": int(row["N"]),
-            "N target": row.get("N_target"),
+            "N_target": row.get("N_target"),
             "width": row.get("width"),
             "D": int(row["D"]),
             "D/N": round(float(row["D"]) / float(row["N"]), 1),

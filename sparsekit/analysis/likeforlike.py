@@ -1,6 +1,6 @@
 """Like for like: the sparsity benefit on a designed set of runs, per protocol, with intervals.
 
-A designed set (sweeps/like-t5.yaml, like-vit.yaml) trains, in each cell (N target, D), the
+A designed set (sweeps/like-t5.yaml, like-vit.yaml) trains, in each cell (N_target, D), the
 dense twin and every sparse level with exact N under two protocols: "paper" (embeddings and
 head pruned so their non-zeros stay the dense twin's) and "dense-embeddings" (kept dense, so
 a sparse model, being wider, carries more of them). Every point has several seeds. A dense
@@ -111,7 +111,7 @@ def _cells(points: pd.DataFrame, protocol: str) -> dict[tuple, pd.DataFrame]:
 
 
 def gap_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per family, protocol, cell (N target, D) and sparse level: the gap to the dense twin
+    """Per family, protocol, cell (N_target, D) and sparse level: the gap to the dense twin
     (nats; negative = sparse better) with its 95% interval, and the runs behind it."""
     rows = []
     for family, ff in frame.groupby("family"):
@@ -124,7 +124,7 @@ def gap_table(frame: pd.DataFrame) -> pd.DataFrame:
                         continue
                     pair = pd.concat([dense, sparse.to_frame().T])
                     iv = contrast(pair, [-1.0, 1.0], noise)
-                    rows.append({"family": family, "protocol": protocol, "N target": n,
+                    rows.append({"family": family, "protocol": protocol, "N_target": n,
                                  "D": d, "S": sparse["sparsity"], "gap": iv.estimate,
                                  "low": iv.low, "high": iv.high, "df": iv.df,
                                  "runs": f"{int(sparse['n'])} + {int(dense['n'].iat[0])}"})

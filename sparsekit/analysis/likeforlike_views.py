@@ -42,7 +42,7 @@ def _mean_gap(points: pd.DataFrame, noise, s: float, arms: tuple[str, str]):
 
 
 def _cells_with_both(points: pd.DataFrame, s: float) -> pd.DataFrame:
-    """The points of the cells (N target, D) that have level `s` under both protocols and a
+    """The points of the cells (N_target, D) that have level `s` under both protocols and a
     dense twin: the cells a like-for-like mean may use while a set is still partial."""
     keep = [cell for cell, g in points.groupby(["N_target", "D"])
             if (g["arm"] == DENSE).any() and all(
@@ -75,13 +75,13 @@ def benefit_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def embedding_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per family, protocol and level: the mean width, actual sparsity, N and embedding and
-    head non-zeros, the last two as multiples of the dense twin's (same N target)."""
+    head non-zeros, the last two as multiples of the dense twin's (same N_target)."""
     f = frame.assign(arm=frame["protocol"].where(frame["sparsity"] > 0, DENSE))
     twin = f[f["arm"] == DENSE].groupby("N_target")[["N", "embed_nonzero"]].mean()
     rows = []
     for (family, arm, nt, s), g in f.groupby(["family", "arm", "N_target", "sparsity"]):
         rows.append({"family": FAMILY_LABELS.get(family, family), "protocol": arm,
-                     "N target": nt, "S": s, "width": g["width"].mean(),
+                     "N_target": nt, "S": s, "width": g["width"].mean(),
                      "S measured": g["S measured"].mean(),
                      "N / twin's": g["N"].mean() / twin.loc[nt, "N"],
                      "embedding non-zeros / twin's":
@@ -116,7 +116,7 @@ def recipe_table(recipe: pd.DataFrame, designed: pd.DataFrame) -> pd.DataFrame:
 
 def gap_figure(frame: pd.DataFrame) -> go.Figure:
     """The gap to the dense twin against S, one panel per family, one line per protocol and
-    cell (N target, D), with 95% error bars."""
+    cell (N_target, D), with 95% error bars."""
     gaps = gap_table(frame)
     families = sorted(gaps["family"].unique()) if len(gaps) else []
     fig = plotting.figure("Gap to the dense twin with exact N, by protocol", "S",
@@ -125,7 +125,7 @@ def gap_figure(frame: pd.DataFrame) -> go.Figure:
     dash = {PROTOCOL_NAMES[0]: "solid", PROTOCOL_NAMES[1]: "dot"}
     for col, family in enumerate(families, start=1):
         for (protocol, nt, d), g in gaps[gaps["family"] == family].groupby(
-                ["protocol", "N target", "D"]):
+                ["protocol", "N_target", "D"]):
             g = g.sort_values("S")
             fig.add_trace(go.Scatter(
                 x=g["S"], y=g["gap"], mode="lines+markers", line={"dash": dash[protocol]},

@@ -26,7 +26,7 @@ from sparsekit.analysis.runs import POINT, Runs, load_runs, recipe_labelled
 
 def seed_spread(stores: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
     """The spread of the final loss over seeds (init and data order): one row per point
-    (S, N target, width, D) and recipe where the stores (and the grid's runs) hold at least
+    (S, N_target, width, D) and recipe where the stores (and the grid's runs) hold at least
     two runs that differ only in their seeds, with their number, mean, standard deviation
     (ddof 1) and range (max - min), in the family's loss units; sorted by recipe and point.
     With `grid`, `grid recipe` marks the rows whose recipe is the grid's.
@@ -80,11 +80,11 @@ def noise_by_slice(spread: pd.DataFrame) -> pd.DataFrame:
 
 
 def noise_points(spread: pd.DataFrame, runs: Runs) -> pd.DataFrame:
-    """The grid-recipe rows of a `seed_spread` table whose point (S, N target, D) is one of
+    """The grid-recipe rows of a `seed_spread` table whose point (S, N_target, D) is one of
     `runs`: the points the noise of a fit to those runs rests on."""
     ours = spread[spread["grid recipe"]]
     fitted = set(zip(runs.S, runs.size, runs.D, strict=True))
-    at = [(s, n, d) in fitted for s, n, d in zip(ours["S"], ours["N target"], ours["D"],
+    at = [(s, n, d) in fitted for s, n, d in zip(ours["S"], ours["N_target"], ours["D"],
                                                   strict=True)]
     return ours[np.asarray(at, dtype=bool)]  # a bare [] would select columns
 

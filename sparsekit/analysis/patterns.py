@@ -27,7 +27,7 @@ from sparsekit.masks import parse_pattern
 from sparsekit.store import Store
 
 UNSTRUCTURED = "unstructured"
-POINT = ["S", "N target", "width", "D"]  # one cell: the runs that differ only by seed
+POINT = ["S", "N_target", "width", "D"]  # one cell: the runs that differ only by seed
 # Config fields a cell's runs may differ in (seeds), besides those the cell names.
 _FREE = {"config.seed", "config.data.seed", "config.sparsity.pattern", "config.sparsity.target",
          "config.model.nonzero", "config.model.width", "config.data.amount"}
@@ -59,7 +59,7 @@ def _table(stores: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
 
 def pattern_runs(stores: Sequence[str | Path], grid: Runs) -> Runs:
     """The n:m runs of `stores` (seed stores included) and every unstructured run of the
-    stores or the grid at their points (S, N target, D), as one `Runs` (family of the grid)."""
+    stores or the grid at their points (S, N_target, D), as one `Runs` (family of the grid)."""
     table = _table(stores, grid)
     points = table.loc[table["pattern"] != UNSTRUCTURED, ["sparsity", "N_target", "D"]]
     table = table.merge(points.drop_duplicates())
@@ -67,7 +67,7 @@ def pattern_runs(stores: Sequence[str | Path], grid: Runs) -> Runs:
 
 
 def cells(runs: Runs) -> pd.DataFrame:
-    """One row per pattern and point (S, N target, width, D): the number of runs (seeds), their
+    """One row per pattern and point (S, N_target, width, D): the number of runs (seeds), their
     mean final loss and its standard deviation (ddof 1; NaN for one run). ValueError naming the
     point when a cell's runs differ in anything but their seeds."""
     table = readable(runs.table)
@@ -112,7 +112,7 @@ def gaps(cell_table: pd.DataFrame, noise: float,
     out["within 2 seed SDs"] = within
     out = out.reset_index()
     order = out["pattern"].map(pattern_order)
-    return out.iloc[np.lexsort((out["D"], out["N target"], order, out["S"]))].reset_index(
+    return out.iloc[np.lexsort((out["D"], out["N_target"], order, out["S"]))].reset_index(
         drop=True)
 
 
@@ -218,9 +218,9 @@ def gap_figure(gap_table: pd.DataFrame, unit: str, title: str) -> go.Figure:
             row=1, col=col, name=pattern,
             marker={"color": plotting.sparsity_color(rows["S"].iat[0]), "size": 9,
                     "symbol": symbols[i % len(symbols)]},
-            customdata=np.stack([rows["N target"], rows["runs"]], axis=1),
+            customdata=np.stack([rows["N_target"], rows["runs"]], axis=1),
             hovertemplate=f"{pattern}<br>D = %{{x:.4g}}<br>gap = %{{y:.4f}}<br>"
-                          "N target = %{customdata[0]}, n:m seeds = %{customdata[1]}"
+                          "N_target = %{customdata[0]}, n:m seeds = %{customdata[1]}"
                           "<extra></extra>",
         )
     for col in range(1, len(levels) + 1):

@@ -129,7 +129,7 @@ def ratio_table(runs: Runs, scratch: Sequence[Runs], margin: float | None = None
     for _, run in pruned.table.iterrows():
         dense = by_key.loc[referenced_key(run["config.init_from"])]
         curve = pool[signatures == _signature(run)]
-        row = {"S": run["sparsity"], "N target": run.get("N_target"), "N": run["N"],
+        row = {"S": run["sparsity"], "N_target": run.get("N_target"), "N": run["N"],
                "width": run["width"],
                "D pretrain": dense["D"], "loss pretrained dense": dense["loss"],
                "D prune": run["D"], "loss pruned-pretrained": run["loss"],
@@ -152,7 +152,7 @@ def ratio_table(runs: Runs, scratch: Sequence[Runs], margin: float | None = None
             row["ratio low"] = _reach(curve, run["loss"] + margin) / run["D"]
             row["ratio high"] = _reach(curve, run["loss"] - margin) / run["D"]
         rows.append(row)
-    return pd.DataFrame(rows).sort_values(["S", "N target", "D prune"]).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values(["S", "N_target", "D prune"]).reset_index(drop=True)
 
 
 def ratio_figure(table: pd.DataFrame, runs: Runs, scratch: Sequence[Runs], title: str
@@ -204,7 +204,7 @@ def conclusion(table: pd.DataFrame) -> str:
     for s, rows in table.groupby("S"):
         parts = []
         for _, r in rows.iterrows():
-            where = f"N ≈ {count(r['N target'])}, {count(r['D prune'])} pruning tokens"
+            where = f"N ≈ {count(r['N_target'])}, {count(r['D prune'])} pruning tokens"
             if np.isfinite(r["data ratio"]):
                 parts.append(f"{r['data ratio']:.2f}x ({where}; with the dense pretraining "
                              f"counted, from scratch costs {r['compute ratio']:.2f}x the compute)")

@@ -207,7 +207,7 @@ def describe_sweep(frame: pd.DataFrame, store: str | Path) -> str:
 
 RUN_COLUMNS = {  # store column -> runs_table column
     "sparsity": "S",
-    "N_target": "N target",
+    "N_target": "N_target",
     "N": "N",
     "width": "width",
     "D": "D",
@@ -258,13 +258,13 @@ def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
     return label
 
 
-POINT = ["S", "N target", "width", "D"]  # the columns that name a grid point in these tables
-READABLE = {"sparsity": "S", "N_target": "N target"}  # store column -> its name in these tables
+POINT = ["S", "N_target", "width", "D"]  # the columns that name a grid point in these tables
+READABLE = {"sparsity": "S"}  # store column -> its name in these tables (N_target keeps its own)
 
 
 def readable(table: pd.DataFrame) -> pd.DataFrame:
     """A store table with its point columns under their names in the book's tables
-    (`READABLE`: sparsity -> S, N_target -> N target)."""
+    (`READABLE`: sparsity -> S)."""
     return table.rename(columns=READABLE)
 
 
@@ -318,7 +318,7 @@ def _pivot_unique(table: pd.DataFrame, column: str, clash: str) -> pd.DataFrame:
 def recipe_table(checks: Sequence[str | Path], grid: Runs | None = None) -> pd.DataFrame:
     """The finished runs of recipe-check stores (e.g. a learning-rate, batch-size, seed or
     task check) side by side, with the grid's runs (as the chapter already holds them) at the
-    same points: one row per (S, N target, width, D), one final-validation-loss column per
+    same points: one row per (S, N_target, width, D), one final-validation-loss column per
     recipe (peak LR, its width scaling if any, batch, seeds if not 0, class count if the
     runs differ in it); steps = D / batch. A run kept in several stores is shown once. The
     runs of a grid with a seed of its own at every point (`seed_per_point`) are one column,
@@ -342,9 +342,9 @@ def pattern_order(pattern: str) -> tuple[int, int]:
 
 
 def pattern_table(checks: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
-    """n:m against unstructured sparsity: one row per point (S, N target, width, D) of the
+    """n:m against unstructured sparsity: one row per point (S, N_target, width, D) of the
     check stores, one final-loss column per sparsity pattern (the grid's unstructured run at
-    the point included), and first the grid's dense run at the same N target and D.
+    the point included), and first the grid's dense run at the same N_target and D.
 
     ValueError naming the store if a check store has no finished runs, or if two runs share a
     point and a pattern (the table would hide one).
@@ -356,6 +356,6 @@ def pattern_table(checks: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
     wide = _pivot_unique(table, "pattern", "more than one run per point and pattern")
     wide = wide[sorted(wide.columns, key=pattern_order)].reset_index()
     dense = grid.table[grid.table["sparsity"] == 0].set_index(["N_target", "D"])["loss"]
-    at = pd.MultiIndex.from_frame(wide[["N target", "D"]])
-    wide.insert(len(POINT), "dense (same N target, D)", dense.reindex(at).to_numpy())
+    at = pd.MultiIndex.from_frame(wide[["N_target", "D"]])
+    wide.insert(len(POINT), "dense (same N_target, D)", dense.reindex(at).to_numpy())
     return wide

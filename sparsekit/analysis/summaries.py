@@ -19,7 +19,7 @@ from sparsekit.analysis.runs import Runs, readable
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
 
-_POINT = ["S", "N target", "D"]  # the columns of a recipe table that name a grid point
+_POINT = ["S", "N_target", "D"]  # the columns of a recipe table that name a grid point
 
 
 def grid_recipe(table: pd.DataFrame, grid: Runs) -> str:

@@ -33,7 +33,7 @@ HEADER_LINES = 4  # a header may wrap onto this many lines
 FEW_ROWS = 3  # a too-wide table of at most this many rows is transposed, not split
 # Columns that name what a row is: a split table repeats them in every part.
 KEY_COLUMNS = ("family", "key", "recipe", "fit", "law", "claim", "protocol", "store",
-               "pattern", "S", "N target", "width", "peak LR", "seed", "D")
+               "pattern", "S", "N_target", "width", "peak LR", "seed", "D")
 
 # Column names that carry no unit in the tables' builders, and their header in the book.
 # Losses are final validation losses: nats per target byte-token (T5) or per image (ViT).
