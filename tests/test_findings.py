@@ -39,11 +39,43 @@ from sparsekit.analysis.evidence import (
 )
 from sparsekit.analysis.findings import _frame_runs, family_views, findings, heldout_comparison
 from sparsekit.analysis.noise import frame_noise, sd_interval, view_noise
-from sparsekit.analysis.rules import FAILS, HOLDS, PARTLY, UNDETERMINED, UNTESTABLE, combine
+from sparsekit.analysis.rules import (
+    FAILS,
+    HOLDS,
+    PARTLY,
+    UNDETERMINED,
+    UNTESTABLE,
+    Interval,
+    combine,
+    resolved,
+)
 from sparsekit.analysis.views import View
 from sparsekit.laws import PAPER_T5
 
 # --- the rules ------------------------------------------------------------------------------
+
+
+def test_resolved_means_the_interval_excludes_zero() -> None:
+    assert resolved(Interval(0.1, 0.01, 0.2, 4)) and resolved(Interval(-0.1, -0.2, -0.01, 4))
+    assert not resolved(Interval(0.1, -0.01, 0.2, 4))
+    assert resolved(Interval(0.1, np.nan, np.nan, 4)) is None  # unknown bounds
+
+
+def test_matched_gaps_by_hand() -> None:
+    """Two reference cells and three others, one without a reference: the gaps, their
+    references and SEs from a seed SD per row, sqrt(1 / runs + 1 / reference runs)."""
+    table = pd.DataFrame({"S": [0.0, 0.0, 0.5, 0.5, 0.5], "size": [1, 2, 1, 2, 3],
+                          "D": [10] * 5, "loss": [3.0, 2.5, 2.9, 2.6, 2.0],
+                          "runs": [2, 1, 2, 3, 1]})
+    sd = pd.Series([0.1, 0.1, 0.1, 0.2, 0.2])
+    out = evidence.matched_gaps(table, ["size", "D"], table["S"] == 0, sd)
+    assert out["size"].tolist() == [1, 2]  # size 3 has no reference
+    assert out["gap"].tolist() == pytest.approx([-0.1, 0.1])
+    assert out[["loss0", "runs0"]].to_numpy().tolist() == [[3.0, 2], [2.5, 1]]
+    assert out["se"].tolist() == pytest.approx([0.1 * np.sqrt(1 / 2 + 1 / 2),
+                                                0.2 * np.sqrt(1 / 3 + 1)])
+    assert evidence.gaps(table, 0.1)["se"].tolist() == pytest.approx(
+        [0.1, 0.1 * np.sqrt(4 / 3)])  # one SD for every cell
 
 
 def test_combine() -> None:

@@ -58,16 +58,23 @@ def test_cells_average_seeds_and_gaps_compare_them(stores):
     assert cells.loc[("unstructured", 16384), ["runs", "loss"]].tolist() == pytest.approx(
         [3, 3.0])
     assert np.isnan(cells.loc[("4:8", 16384), "SD"])  # one run
-    gaps = patterns.gaps(patterns.cells(runs), noise=0.06)
+    gaps = patterns.gaps(patterns.cells(runs), noise=0.06, df=4)
     assert gaps["pattern"].tolist() == ["2:4", "2:4", "4:8"]  # m = 4 first, then by N
     first = gaps.iloc[0]
     assert first[["gap", "gap SE"]].tolist() == pytest.approx([0.1, 0.06 * np.sqrt(2 / 3)])
     assert first["gap (%)"] == pytest.approx(100 * 0.1 / 3.0)
-    assert gaps["within 2 seed SDs"].tolist() == [True, True, True]
-    assert not patterns.gaps(patterns.cells(runs), noise=0.01)["within 2 seed SDs"].iat[0]
-    assert gaps["seed SD"].tolist() == [0.06] * 3
+    t4 = 2.7764451  # t quantile 0.975 at 4 degrees of freedom
+    assert first[["gap low", "gap high"]].tolist() == pytest.approx(
+        [0.1 - t4 * 0.06 * np.sqrt(2 / 3), 0.1 + t4 * 0.06 * np.sqrt(2 / 3)])
+    assert gaps["resolved"].tolist() == [False, False, False]  # 0.1 < 2.78 x 0.049
+    # seed SD 0.01: the 0.1 gap is resolved (SE 0.0082); 0.02 is not (SEs 0.014, 0.012)
+    assert patterns.gaps(patterns.cells(runs), noise=0.01, df=4)["resolved"].tolist() == [
+        True, False, False]
+    # a normal quantile (df = inf) resolves the 0.1 gap at seed SD 0.06: 0.1 > 1.96 x 0.049
+    assert patterns.gaps(patterns.cells(runs), noise=0.06)["resolved"].iat[0]
+    assert gaps["seed SD"].tolist() == [0.06] * 3 and gaps["df"].tolist() == [4] * 3
     unknown = patterns.gaps(patterns.cells(runs), noise=np.nan)
-    assert unknown["within 2 seed SDs"].isna().all() and unknown["gap SE"].isna().all()
+    assert unknown["resolved"].isna().all() and unknown["gap SE"].isna().all()
     assert patterns.gap_summary(unknown)["resolved"].tolist() == [0, 0]  # none resolved
     fig = patterns.gap_figure(gaps, "tokens", "t")
     assert [t.name for t in fig.data] == ["2:4", "4:8"] and list(fig.data[0].y) == (
@@ -76,9 +83,9 @@ def test_cells_average_seeds_and_gaps_compare_them(stores):
     assert summary.index.tolist() == ["2:4", "4:8"]  # by S, then m, then n
     assert summary.loc["2:4", ["points", "mean", "smallest", "largest"]].tolist() == (
         pytest.approx([2, 0.06, 0.02, 0.1]))
-    assert summary["resolved"].tolist() == [0, 0]  # every gap within 2 x 0.06
-    assert patterns.gap_summary(patterns.gaps(patterns.cells(runs), noise=0.03))[
-        "resolved"].tolist() == [1, 0]  # only 2:4 at 16K (gap 0.1) is beyond 2 x 0.03
+    assert summary["resolved"].tolist() == [0, 0]  # no interval excludes zero
+    assert patterns.gap_summary(patterns.gaps(patterns.cells(runs), noise=0.03, df=4))[
+        "resolved"].tolist() == [1, 0]  # only 2:4 at 16K: 0.1 > 2.78 x 0.0245
 
 
 def test_gaps_judge_each_point_against_its_own_slice_noise(stores):
@@ -87,12 +94,13 @@ def test_gaps_judge_each_point_against_its_own_slice_noise(stores):
     cells = patterns.cells(patterns.pattern_runs([nm, seeds], load_runs(grid)))
     longer = cells.assign(D=2**25)  # a second slice: the same cells, twice the data
     both = pd.concat([cells, longer], ignore_index=True)
-    slices = pd.DataFrame({"seed SD": [0.01]}, index=pd.Index([2**24], name="D"))
-    table = patterns.gaps(both, noise=0.06, slices=slices).set_index(["D", "pattern", "N_target"])
+    slices = pd.DataFrame({"seed SD": [0.01], "df": [4]}, index=pd.Index([2**24], name="D"))
+    table = patterns.gaps(both, noise=0.06, slices=slices, df=4).set_index(
+        ["D", "pattern", "N_target"])
     short, long = table.loc[(2**24, "2:4", 16384)], table.loc[(2**25, "2:4", 16384)]
     assert short[["seed SD", "gap SE"]].tolist() == pytest.approx([0.01, 0.01 * np.sqrt(2 / 3)])
     assert long[["seed SD", "gap SE"]].tolist() == pytest.approx([0.06, 0.06 * np.sqrt(2 / 3)])
-    assert not short["within 2 seed SDs"] and long["within 2 seed SDs"]  # gap 0.1 nats
+    assert short["resolved"] and not long["resolved"]  # gap 0.1 nats: 2.78 x 0.0082, x 0.049
     assert short["gap"] == long["gap"] == pytest.approx(0.1)
 
 
@@ -128,7 +136,7 @@ def test_refit_through_the_chapter_path_recovers_a_known_factor():
                                             index=["2:4"]), fits,
                                pd.DataFrame())
     assert "**2:4** (50%): +0.010 nats" in text and f"{fits['2:4'].relative:.2f} of it" in text
-    assert "refit on 4 runs" in text and "1 beyond 2 seed SDs" in text
+    assert "refit on 4 runs" in text and "1 resolved: their 95% interval excludes zero" in text
     assert "no n:m checkpoint here" in text
 
 

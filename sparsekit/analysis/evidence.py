@@ -170,16 +170,33 @@ def cells(runs: Runs) -> pd.DataFrame:
     return grouped.agg(loss="mean", runs="count")
 
 
+def matched_gaps(table: pd.DataFrame, on: Sequence[str], reference: pd.Series,
+                 sd: float | pd.Series, names: tuple[str, str] = ("loss0", "runs0")
+                 ) -> pd.DataFrame:
+    """Each cell of a cells table (one row per cell: the mean `loss` of its `runs` seeds)
+    that is not a `reference` cell (a boolean Series on `table`'s rows) beside the reference
+    cell with the same `on` keys, where there is one: the reference's loss and runs (columns
+    `names`), gap = loss - reference loss (nats) and its SE from the seed SD `sd` (nats: one
+    number, or a Series on `table`'s rows), sd sqrt(1 / runs + 1 / reference runs).
+
+    The one home of a matched gap: sparse against dense (`gaps`: claims 1, 2, 4) and n:m
+    against unstructured (`patterns.gaps`: claim 9)."""
+    loss0, runs0 = names
+    sd = pd.Series(sd, index=table.index, dtype=float)
+    ref = table[reference].set_index(list(on))[["loss", "runs"]]
+    ref = ref.rename(columns={"loss": loss0, "runs": runs0})
+    ours = table[~reference].join(ref, on=list(on)).dropna(subset=[loss0])
+    return ours.assign(
+        gap=ours["loss"] - ours[loss0],
+        se=sd.loc[ours.index] * np.sqrt(1 / ours["runs"] + 1 / ours[runs0]),
+    ).reset_index(drop=True)
+
+
 def gaps(table: pd.DataFrame, noise: float = np.nan) -> pd.DataFrame:
     """The sparse-dense gap of a `cells` table: one row per sparse cell with a dense cell at
-    the same size and D, gap = L(S) - L(0) (nats) and its noise SE from the seed SD `noise`."""
-    dense = table[table["S"] == 0].set_index(["size", "D"])
-    dense = dense[["loss", "runs"]].rename(columns={"loss": "loss0", "runs": "runs0"})
-    sparse = table[table["S"] > 0].join(dense, on=["size", "D"]).dropna(subset=["loss0"])
-    return sparse.assign(
-        gap=sparse["loss"] - sparse["loss0"],
-        se=noise * np.sqrt(1 / sparse["runs"] + 1 / sparse["runs0"]),
-    ).reset_index(drop=True)
+    the same size and D, gap = L(S) - L(0) (nats) and its noise SE from the seed SD `noise`
+    (`matched_gaps`)."""
+    return matched_gaps(table, ["size", "D"], table["S"] == 0, noise)
 
 
 def mean_effect(values: np.ndarray, se: np.ndarray, df: float = math.inf) -> Effect:

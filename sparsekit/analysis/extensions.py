@@ -19,9 +19,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from sparsekit.analysis.claim import Claim, Verdict, pct
-from sparsekit.analysis.evidence import SHARE, Effect, mean_effect
+from sparsekit.analysis.evidence import SHARE, Effect, matched_gaps, mean_effect
 from sparsekit.analysis.figures import count
 from sparsekit.analysis.patterns import cells, gaps
 from sparsekit.analysis.pretrained import PAPER_RATIOS, ratio_table, stage_two
@@ -65,14 +66,19 @@ def pattern_effects(runs: Runs, grid: Runs, noise: float, df: float
     at `df` degrees of freedom. Points without a dense run are left out."""
     gap_table = gaps(cells(runs), noise)
     dense = grid.table[np.isclose(grid.table["sparsity"], 0.0)]
-    dense = dense.groupby(["N_target", "D"])["loss"].agg(dense="mean", dense_runs="count")
-    gap_table = gap_table.join(dense, on=["N_target", "D"], how="inner")
+    dense = dense.groupby(["N_target", "D"], as_index=False)["loss"].agg(loss="mean",
+                                                                         runs="count")
+    twins = gap_table[["S", "N_target", "D", "unstructured", "unstructured runs"]]
+    twins = twins.drop_duplicates(["S", "N_target", "D"]).rename(
+        columns={"unstructured": "loss", "unstructured runs": "runs"})
+    both = pd.concat([dense.assign(S=0.0), twins], ignore_index=True)
+    gains = matched_gaps(both, ["N_target", "D"], both["S"] == 0, noise)  # unstructured - dense
+    gap_table = gap_table.merge(gains[["S", "N_target", "D", "gap", "se"]],
+                                on=["S", "N_target", "D"], suffixes=("", " dense"))
     out = {}
     for pattern, rows in gap_table[np.isclose(gap_table["S"], HALF)].groupby("pattern"):
-        gain = rows["dense"] - rows["unstructured"]
-        gain_se = noise * np.sqrt(1 / rows["dense_runs"] + 1 / rows["unstructured runs"])
         out[str(pattern)] = (mean_effect(rows["gap"], rows["gap SE"], df),
-                             mean_effect(gain, gain_se, df), len(rows))
+                             mean_effect(-rows["gap dense"], rows["se"], df), len(rows))
     return out
 
 

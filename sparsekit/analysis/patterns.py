@@ -18,9 +18,11 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from sparsekit import fitting, plotting
+from sparsekit.analysis.evidence import matched_gaps
 from sparsekit.analysis.figures import GREY, loss_title
 from sparsekit.analysis.fits import LawFits, fit_laws
 from sparsekit.analysis.regime import within
+from sparsekit.analysis.rules import Interval, resolved
 from sparsekit.analysis.runs import Runs, load_runs, pattern_order, readable, runs_from_table
 from sparsekit.config import RunConfig
 from sparsekit.masks import parse_pattern
@@ -81,36 +83,38 @@ def cells(runs: Runs) -> pd.DataFrame:
     return out.reset_index()
 
 
-def gaps(cell_table: pd.DataFrame, noise: float,
-         slices: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Each n:m cell against the unstructured cell at the same point: the loss gap (n:m minus
-    unstructured, nats; > 0: n:m worse), the gap relative to the unstructured loss (%), the
-    seed SD it is judged against, the gap's standard error from that SD (nats; each cell's
-    mean of its runs), and whether the gap lies within 2 seed SDs (then single runs cannot
-    order the two: seeds are needed; NA where the SD is unknown, NaN).
+def gaps(cell_table: pd.DataFrame, noise: float, slices: pd.DataFrame | None = None,
+         df: float = np.inf) -> pd.DataFrame:
+    """Each n:m cell against the unstructured cell at the same point (`evidence.matched_gaps`):
+    the loss gap (n:m minus unstructured, nats; > 0: n:m worse), the gap relative to the
+    unstructured loss (%), the seed SD it is judged against (nats) with its degrees of
+    freedom, the gap's standard error from that SD (each cell's mean of its runs), the gap's
+    95% t-interval, and whether it is resolved (`rules.resolved`: the interval excludes zero;
+    otherwise single runs cannot order the two and more seeds are needed; NA where the SD is
+    unknown).
 
     The seed noise changes with the length of the runs, so with `slices` (a
-    `noise.noise_by_slice` table: the seed SD per data amount D) each point is judged against
-    the SD of its own slice; points on other slices, or without `slices`, against `noise` (a
-    pooled SD)."""
-    table = cell_table.set_index(POINT)
-    ours = table[table["pattern"] != UNSTRUCTURED]
-    ref = table[table["pattern"] == UNSTRUCTURED]
-    ours = ours[ours.index.isin(ref.index)]
-    ref = ref.loc[ours.index]
-    out = ours[["pattern", "runs", "loss"]].copy()
-    out["unstructured runs"] = ref["runs"].to_numpy()
-    out["unstructured"] = ref["loss"].to_numpy()
-    out["gap"] = out["loss"] - out["unstructured"]
-    out["gap (%)"] = 100 * out["gap"] / out["unstructured"]
+    `noise.noise_by_slice` table: the seed SD and its degrees of freedom per data amount D)
+    each point is judged against the SD of its own slice; points on other slices, or without
+    `slices`, against `noise` (a pooled SD) at `df` degrees of freedom."""
+    table = cell_table.reset_index(drop=True)
     by_data = {} if slices is None else slices["seed SD"].to_dict()
-    sd = np.array([by_data.get(d, noise) for d in out.index.get_level_values("D")], dtype=float)
-    out["seed SD"] = sd
-    out["gap SE"] = sd * np.sqrt(1 / out["runs"] + 1 / out["unstructured runs"])
-    within = pd.array(np.abs(out["gap"].to_numpy()) < 2 * sd, dtype="boolean")
-    within[~np.isfinite(sd)] = pd.NA
-    out["within 2 seed SDs"] = within
-    out = out.reset_index()
+    df_by_data = {} if slices is None else slices["df"].to_dict()
+    sd = table["D"].map(lambda d: by_data.get(d, noise)).astype(float)
+    dof = table["D"].map(lambda d: df_by_data.get(d, df)).astype(float)
+    out = matched_gaps(table.assign(**{"seed SD": sd, "df": dof}), POINT,
+                       table["pattern"] == UNSTRUCTURED, sd,
+                       names=("unstructured", "unstructured runs"))
+    out = out.rename(columns={"se": "gap SE"})
+    out["gap (%)"] = 100 * out["gap"] / out["unstructured"]
+    intervals = [Interval.t(g, se, d) for g, se, d in zip(out["gap"], out["gap SE"], out["df"],
+                                                           strict=True)]
+    out["gap low"] = [i.low for i in intervals]
+    out["gap high"] = [i.high for i in intervals]
+    out["resolved"] = pd.array([resolved(i) for i in intervals], dtype="boolean")
+    columns = ["pattern", *POINT, "runs", "loss", "unstructured runs", "unstructured", "gap",
+               "gap (%)", "seed SD", "df", "gap SE", "gap low", "gap high", "resolved"]
+    out = out[columns]
     order = out["pattern"].map(pattern_order)
     return out.iloc[np.lexsort((out["D"], out["N_target"], order, out["S"]))].reset_index(
         drop=True)
@@ -119,10 +123,8 @@ def gaps(cell_table: pd.DataFrame, noise: float,
 def gap_summary(gap_table: pd.DataFrame) -> pd.DataFrame:
     """Per pattern: its sparsity, the points compared, the mean, smallest and largest gap
     over unstructured (nats), the mean relative gap (%), and how many of the gaps are
-    resolved: beyond 2 seed SDs of their slice (`gaps`; points with unknown noise count as
-    unresolved)."""
-    resolved = gap_table["within 2 seed SDs"].eq(False).fillna(False).astype(int)
-    table = gap_table.assign(resolved=resolved)
+    resolved (`gaps`; points with unknown noise count as unresolved)."""
+    table = gap_table.assign(resolved=gap_table["resolved"].fillna(False).astype(int))
     groups = table.groupby("pattern", sort=False)
     out = groups.agg(S=("S", "first"), points=("gap", "count"), mean=("gap", "mean"),
                      smallest=("gap", "min"), largest=("gap", "max"),
@@ -205,7 +207,7 @@ def refit_figure(fits: dict[str, fitting.FactorFit], title: str) -> go.Figure:
 
 def gap_figure(gap_table: pd.DataFrame, unit: str, title: str) -> go.Figure:
     """The loss gap of each n:m pattern over unstructured at each point against D, a panel
-    per sparsity, a marker symbol per pattern; bars are 2 standard errors from the seed SD."""
+    per sparsity, a marker symbol per pattern; bars are the gaps' 95% t-intervals (`gaps`)."""
     levels = sorted(gap_table["S"].unique())
     fig = plotting.figure(title, f"training data D ({unit})", loss_title(unit, "n:m - unstructured"),
                           log_x=True, subplot_titles=[plotting.sparsity_label(s) for s in levels])
@@ -214,7 +216,9 @@ def gap_figure(gap_table: pd.DataFrame, unit: str, title: str) -> go.Figure:
     for i, (pattern, rows) in enumerate(gap_table.groupby("pattern", sort=False)):
         col = levels.index(rows["S"].iat[0]) + 1
         fig.add_scatter(
-            x=rows["D"], y=rows["gap"], error_y={"array": 2 * rows["gap SE"]}, mode="markers",
+            x=rows["D"], y=rows["gap"], error_y={"array": rows["gap high"] - rows["gap"],
+                                                 "arrayminus": rows["gap"] - rows["gap low"]},
+            mode="markers",
             row=1, col=col, name=pattern,
             marker={"color": plotting.sparsity_color(rows["S"].iat[0]), "size": 9,
                     "symbol": symbols[i % len(symbols)]},
@@ -268,7 +272,7 @@ def conclusion(summary: pd.DataFrame, fits: dict[str, fitting.FactorFit] | None,
         text = (f"- **{pattern}** ({100 * row['S']:g}%): {row['mean']:+.3f} nats against "
                 f"unstructured on average over {int(row['points'])} points ({row['smallest']:+.3f} "
                 f"to {row['largest']:+.3f}; {row['mean (%)']:+.2f}% of the loss; "
-                f"{int(row['resolved'])} beyond 2 seed SDs of their data slice)")
+                f"{int(row['resolved'])} resolved: their 95% interval excludes zero)")
         if fits and pattern in fits:
             f = fits[pattern]
             low, high = f.intervals.get("relative", (np.nan, np.nan))

@@ -70,6 +70,14 @@ class Interval:
         return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}{df}]"
 
 
+def resolved(interval: Interval) -> bool | None:
+    """Whether the interval excludes zero (None when its bounds are unknown): the one meaning
+    of "resolved" in this package, e.g. an n:m gap that seeds can order (`patterns.gaps`)."""
+    if not interval.known:
+        return None
+    return interval.low > 0 or interval.high < 0
+
+
 def direction(interval: Interval, relevant: float, sign: float = -1.0) -> str:
     """Verdict on a claimed effect of sign `sign` (-1: the value falls) with smallest
     relevant size `relevant` > 0 (see the module docstring); not testable when either is
