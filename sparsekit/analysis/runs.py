@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from sparsekit.analysis.tables import number, styled  # noqa: F401 (styled: imported from here too)
+from sparsekit.config import PROTOCOLS
 from sparsekit.data.corpus import check_one_corpus
 from sparsekit.store import Store, load
 from sparsekit.sweep import load_grid, sweep
@@ -234,7 +235,9 @@ def runs_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
     """A run's recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32', with ', 2:4'
-    for a sparsity pattern other than unstructured, ', seed K' when its init seed is not 0 and
+    for a sparsity pattern other than unstructured, ', paper protocol' for a run with the
+    embeddings and head pruned by the paper's rule (`Sparsity.embed_rule`; a dense run too,
+    as the paper-protocol grids store theirs so), ', seed K' when its init seed is not 0 and
     ', data seed K' when its data seed differs from the init seed (both only if `seeds`), and
     ', C classes' when `classes` (the runs mix class counts)."""
     lr, lr_width = row["config.optim.lr"], row.get("config.optim.lr_width")
@@ -245,6 +248,9 @@ def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
     pattern = row.get("pattern")
     if pd.notna(pattern) and pattern != "unstructured":  # never pool n:m with unstructured
         label += f", {pattern}"
+    embed_rule = row.get("config.sparsity.embed_rule")
+    if pd.notna(embed_rule) and bool(embed_rule):  # never pool the two protocols either
+        label += f", {PROTOCOLS[True]} protocol"
     seed = row.get("config.seed", 0)
     seed = int(seed) if pd.notna(seed) else 0
     if seeds and seed:
