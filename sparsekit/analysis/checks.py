@@ -21,6 +21,9 @@ from sparsekit.validate import check_int as check_int
 
 RESULTS = "../results"  # the committed results stores, relative to notebooks/
 SWEEPS = "../sweeps"  # the grid files, relative to notebooks/
+# Each family's default grid: its store is RESULTS/<name>, its grid SWEEPS/<name>.yaml. The
+# one place the chapters' headline grids are chosen (smoke builds use <family>-smoke).
+DEFAULT_GRIDS = {"t5": "t5", "vit": "vit"}
 
 
 def check_choices(name: str, values: Any, allowed: Sequence[str]) -> None:
@@ -36,14 +39,15 @@ def store_parameter(
     name: str, value: Any, family: str, smoke: bool, *, create: bool = False
 ) -> str | None:
     """The results store that parameter `name` names: `value` itself (never replaced, smoke
-    or not), or when None the family's store (RESULTS/family; SMOKE_RESULTS/family when
-    `smoke`). "" skips the family: None is returned (not with `create`).
+    or not), or when None the family's store (RESULTS/<DEFAULT_GRIDS[family]>;
+    SMOKE_RESULTS/<family> when `smoke`). "" skips the family: None is returned (not with
+    `create`).
 
     ValueError naming `name` unless the path is an existing directory, or with `create` (a
     store a sweep writes) a path where one can be made (not a file).
     """
     if value is None:
-        value = f"{SMOKE_RESULTS if smoke else RESULTS}/{family}"
+        value = f"{SMOKE_RESULTS}/{family}" if smoke else f"{RESULTS}/{DEFAULT_GRIDS[family]}"
     elif value == "" and not create:
         return None
     if create:
@@ -52,17 +56,18 @@ def store_parameter(
                              f"notebooks/; created if missing) or None, got {value!r}")
     elif not isinstance(value, str) or not Path(value).is_dir():
         raise ValueError(f"{name} must be an existing results store directory (relative to "
-                         f"notebooks/), None for {RESULTS}/{family}, or \"\" to skip "
-                         f"{family}; got {value!r}")
+                         f"notebooks/), None for {RESULTS}/{DEFAULT_GRIDS[family]}, or \"\" "
+                         f"to skip {family}; got {value!r}")
     return value
 
 
 def grid_parameter(name: str, value: Any, family: str, smoke: bool) -> str:
     """The grid file that parameter `name` names: `value` itself (never replaced, smoke or
-    not), or when None the family's grid (SWEEPS/family.yaml; family-smoke.yaml when
-    `smoke`); checked by `check_grid`."""
+    not), or when None the family's grid (SWEEPS/<DEFAULT_GRIDS[family]>.yaml;
+    <family>-smoke.yaml when `smoke`); checked by `check_grid`."""
     if value is None:
-        value = f"{SWEEPS}/{family}{'-smoke' if smoke else ''}.yaml"
+        stem = f"{family}-smoke" if smoke else DEFAULT_GRIDS[family]
+        value = f"{SWEEPS}/{stem}.yaml"
     check_grid(name, value, family)
     return value
 
