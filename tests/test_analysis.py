@@ -332,21 +332,28 @@ def test_seed_spread_groups_runs_that_differ_only_in_their_seeds(tmp_path) -> No
     )
 
 
-def test_seed_spread_never_pools_the_two_protocols(tmp_path) -> None:
+def test_seed_spread_never_pools_two_protocols_or_two_corpora(tmp_path) -> None:
     """Runs whose embeddings and head follow the paper's rule (`embed_rule`) are another
-    recipe than dense-embedding runs at the same point: a paper-protocol grid's noise comes
-    from its own protocol's seeds only."""
+    recipe than dense-embedding runs at the same point, and runs on another corpus another
+    again: a grid's noise comes from its own protocol's and corpus's seeds only."""
     grid, check = Store(tmp_path / "grid"), Store(tmp_path / "seeds")
     grid.put({**row(0.5, 16384, 2**20), "loss": 2.0, "config.sparsity.embed_rule": True})
     for seed, loss, rule in ((1, 2.2, True), (2, 1.8, True), (1, 2.5, False), (2, 2.9, False)):
         check.put({**row(0.5, 16384, 2**20), "key": f"{rule}{seed}", "loss": loss,
                    "config.seed": seed, "config.data.seed": seed,
                    "config.sparsity.embed_rule": rule})
+    for seed, loss in ((1, 2.4), (2, 2.6)):  # nor two corpora
+        check.put({**row(0.5, 16384, 2**20), "key": f"pinned{seed}", "loss": loss,
+                   "config.seed": seed, "config.data.seed": seed,
+                   "config.sparsity.embed_rule": True, "config.data.options.corpus": "pinned"})
     spread = analysis.noise.seed_spread([check.path], grid=analysis.load_runs(grid.path))
     assert list(spread["recipe"]) == ["LR 0.003, batch 32",
-                                      "LR 0.003, batch 32, paper protocol"]
-    assert spread["runs"].tolist() == [2, 3] and spread["grid recipe"].tolist() == [False, True]
-    assert spread["SD"].tolist() == pytest.approx([np.std([2.5, 2.9], ddof=1), 0.2])
+                                      "LR 0.003, batch 32, paper protocol",
+                                      "LR 0.003, batch 32, paper protocol, pinned corpus"]
+    assert spread["runs"].tolist() == [2, 3, 2]
+    assert spread["grid recipe"].tolist() == [False, True, False]
+    assert spread["SD"].tolist() == pytest.approx([np.std([2.5, 2.9], ddof=1), 0.2,
+                                                   np.std([2.4, 2.6], ddof=1)])
 
 
 def test_noise_by_slice_and_noise_of_the_fitted_runs(tmp_path) -> None:

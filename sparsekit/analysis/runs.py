@@ -14,7 +14,7 @@ import pandas as pd
 
 from sparsekit.analysis.tables import number, styled  # noqa: F401 (styled: imported from here too)
 from sparsekit.config import PROTOCOLS
-from sparsekit.data.corpus import check_one_corpus
+from sparsekit.data.corpus import STDLIB, check_one_corpus
 from sparsekit.store import Store, load
 from sparsekit.sweep import load_grid, sweep
 
@@ -237,7 +237,8 @@ def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
     """A run's recipe as a column label, e.g. 'LR 0.01 x 48/width, batch 32', with ', 2:4'
     for a sparsity pattern other than unstructured, ', paper protocol' for a run with the
     embeddings and head pruned by the paper's rule (`Sparsity.embed_rule`; a dense run too,
-    as the paper-protocol grids store theirs so), ', seed K' when its init seed is not 0 and
+    as the paper-protocol grids store theirs so), ', pinned corpus' for a T5 corpus other than
+    the default standard library, ', seed K' when its init seed is not 0 and
     ', data seed K' when its data seed differs from the init seed (both only if `seeds`), and
     ', C classes' when `classes` (the runs mix class counts)."""
     lr, lr_width = row["config.optim.lr"], row.get("config.optim.lr_width")
@@ -251,6 +252,9 @@ def _recipe(row: pd.Series, classes: bool, seeds: bool = True) -> str:
     embed_rule = row.get("config.sparsity.embed_rule")
     if pd.notna(embed_rule) and bool(embed_rule):  # never pool the two protocols either
         label += f", {PROTOCOLS[True]} protocol"
+    corpus = row.get("config.data.options.corpus")
+    if isinstance(corpus, str) and corpus != STDLIB:  # nor two corpora
+        label += f", {corpus} corpus"
     seed = row.get("config.seed", 0)
     seed = int(seed) if pd.notna(seed) else 0
     if seeds and seed:
