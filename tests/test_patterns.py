@@ -102,6 +102,8 @@ def test_gaps_judge_each_point_against_its_own_slice_noise(stores):
     assert long[["seed SD", "gap SE"]].tolist() == pytest.approx([0.06, 0.06 * np.sqrt(2 / 3)])
     assert short["resolved"] and not long["resolved"]  # gap 0.1 nats: 2.78 x 0.0082, x 0.049
     assert short["gap"] == long["gap"] == pytest.approx(0.1)
+    sd, df, none = patterns.gap_noise(None)  # no seed stores: nothing to judge against
+    assert np.isnan(sd) and np.isnan(df) and none is None
 
 
 def test_cells_refuse_runs_that_differ_in_more_than_seeds(stores, tmp_path):

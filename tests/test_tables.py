@@ -39,7 +39,7 @@ def test_styled_formats_every_number_and_hides_a_plain_index() -> None:
     assert "e-18" not in html and "e+04" not in html and "nan" not in html
     assert "row_heading" not in html  # the 0, 1 index is not shown
     assert "white-space: nowrap" in html  # numbers stay on one line
-    assert "loss (nats)" in html  # a unit in the header (tables.UNITS)
+    assert "loss (nats)" in html  # a unit in the header (tables.HEADERS)
 
 
 def test_a_table_that_fits_is_one_styler() -> None:
@@ -62,7 +62,7 @@ def test_a_wide_table_is_split_repeating_its_key_columns() -> None:
     shown = styled(table)
     assert isinstance(shown, tables.Tables) and len(shown.parts) == len(parts)
     html = shown._repr_html_()
-    assert html.count("<table") == len(parts) and "each with S, N_target, width" in html
+    assert html.count("<table") == len(parts) and "each with S, N target, width" in html
 
 
 def test_a_wide_table_of_few_rows_is_transposed() -> None:

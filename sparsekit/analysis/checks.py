@@ -56,7 +56,7 @@ def store_parameter(
                              f"notebooks/; created if missing) or None, got {value!r}")
     elif not isinstance(value, str) or not Path(value).is_dir():
         raise ValueError(f"{name} must be an existing results store directory (relative to "
-                         f"notebooks/), None for {RESULTS}/{DEFAULT_GRIDS[family]}, or \"\" "
+                         f"notebooks/), None for {RESULTS}/{DEFAULT_GRIDS.get(family, family)}, or \"\" "
                          f"to skip {family}; got {value!r}")
     return value
 

@@ -101,10 +101,16 @@ def pooled_df(spread: pd.DataFrame) -> float:
     return float((spread["runs"] - 1).sum()) if len(spread) else np.nan
 
 
-def grid_sd(spread: pd.DataFrame) -> float:
+def grid_sd_and_df(spread: pd.DataFrame) -> tuple[float, float]:
     """The seed SD pooled over the grid-recipe rows of a `seed_spread` table made with
-    `grid` (NaN if none)."""
-    return pooled_sd(spread[spread["grid recipe"]])
+    `grid`, and its degrees of freedom (NaNs if none)."""
+    ours = spread[spread["grid recipe"]]
+    return pooled_sd(ours), pooled_df(ours)
+
+
+def grid_sd(spread: pd.DataFrame) -> float:
+    """The seed SD of `grid_sd_and_df` alone (NaN if none)."""
+    return grid_sd_and_df(spread)[0]
 
 
 def sd_interval(sd: float, df: float) -> tuple[float, float]:

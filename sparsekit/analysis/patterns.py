@@ -21,6 +21,7 @@ from sparsekit import fitting, plotting
 from sparsekit.analysis.evidence import matched_gaps
 from sparsekit.analysis.figures import GREY, loss_title
 from sparsekit.analysis.fits import LawFits, fit_laws
+from sparsekit.analysis.noise import grid_sd_and_df, noise_by_slice
 from sparsekit.analysis.regime import within
 from sparsekit.analysis.rules import Interval, resolved
 from sparsekit.analysis.runs import Runs, load_runs, pattern_order, readable, runs_from_table
@@ -81,6 +82,16 @@ def cells(runs: Runs) -> pd.DataFrame:
                              f"differ in {varied}, not only in their seeds")
     out = table.groupby(["pattern", *POINT])["loss"].agg(runs="count", loss="mean", SD="std")
     return out.reset_index()
+
+
+def gap_noise(spread: pd.DataFrame | None) -> tuple[float, float, pd.DataFrame | None]:
+    """What `gaps` judges the gaps against, from a `noise.seed_spread` table made with the
+    grid (None: no seed stores): the seed SD pooled over the grid's recipe (nats), its
+    degrees of freedom, and the SD per data slice (`noise.noise_by_slice`); NaN, NaN, None
+    without seeds."""
+    if spread is None:
+        return np.nan, np.nan, None
+    return (*grid_sd_and_df(spread), noise_by_slice(spread))
 
 
 def gaps(cell_table: pd.DataFrame, noise: float, slices: pd.DataFrame | None = None,

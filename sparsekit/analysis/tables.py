@@ -33,12 +33,13 @@ HEADER_LINES = 4  # a header may wrap onto this many lines
 FEW_ROWS = 3  # a too-wide table of at most this many rows is transposed, not split
 # Columns that name what a row is: a split table repeats them in every part.
 KEY_COLUMNS = ("family", "key", "recipe", "fit", "law", "claim", "protocol", "store",
-               "pattern", "S", "N_target", "width", "peak LR", "seed", "D")
+               "pattern", "S", "N_target", "N target", "width", "peak LR", "seed", "D")
 
-# Column names that carry no unit in the tables' builders, and their header in the book.
-# Losses are final validation losses: nats per target byte-token (T5) or per image (ViT).
-UNITS = {"loss": "loss (nats)", "loss SE": "loss SE (nats)", "seed SD": "seed SD (nats)",
-         "loss - floor": "loss - floor (nats)"}
+# Column names of the tables' builders and their header in the book: the unit where the
+# name carries none (losses are final validation losses: nats per target byte-token for T5,
+# per image for ViT), and the store's N_target in words, so that the header wraps.
+HEADERS = {"loss": "loss (nats)", "loss SE": "loss SE (nats)", "seed SD": "seed SD (nats)",
+           "loss - floor": "loss - floor (nats)", "N_target": "N target"}
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 _SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"))  # as the figures' `figures.count`
@@ -197,9 +198,9 @@ def styled(table: pd.DataFrame, digits: int = 4, *, width: float = COLUMN_PX,
     A table wider than `width` px (the book's column, estimated by `table_px`) is
     transposed when it has at most FEW_ROWS rows, and otherwise split into parts that each
     repeat its key columns (`split_columns`), returned as `Tables`; a table that fits is one
-    pandas Styler. Columns named in UNITS get their unit in the header.
+    pandas Styler. Columns named in HEADERS are shown under their header there.
     """
-    table = table.rename(columns=lambda c: UNITS.get(c, c) if isinstance(c, str) else c)
+    table = table.rename(columns=lambda c: HEADERS.get(c, c) if isinstance(c, str) else c)
     if table_px(table, digits) <= width:
         return _style(table, digits)
     if len(table) <= FEW_ROWS and len(table.columns) > len(table):
