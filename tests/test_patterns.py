@@ -19,15 +19,19 @@ LAW = SparseLaw(a_S=3.0, b_S=0.8, c_S=5.0, b_N=0.3, a_D=1e4, b_D=0.4, c=1.0)  # 
 F50 = float(fitting.size_factor(LAW, 0.5))
 
 
-def result(S, N, D, loss, *, pattern="unstructured", seed=0, lr=3e-3, key=None):
-    """A stored result of a finished T5 run (nested config, as train.run writes it)."""
+def result(S, N, D, loss, *, pattern="unstructured", seed=0, lr=3e-3, key=None, paper=None):
+    """A stored result of a finished T5 run (nested config, as train.run writes it); `paper`
+    True or False sets the protocol fields (embed_rule and exact), None leaves them out."""
+    model, sparsity = {"family": "t5", "nonzero": N}, {"target": S, "pattern": pattern}
+    if paper is not None:
+        model["exact"], sparsity["embed_rule"] = paper, paper
     return RunResult.from_row({
-        "key": key or f"{pattern}-{S}-{N}-{D}-{seed}-{lr}", "status": "ok", "family": "t5",
-        "unit": "tokens", "sparsity": S, "pattern": pattern, "N": N, "N_target": N,
-        "width": 16, "D": D, "loss": loss, "loss_se": 1e-3, "flops_dense": 6.0 * N * D,
-        "config": {"model": {"family": "t5", "nonzero": N}, "seed": seed,
-                   "data": {"amount": D, "seed": seed},
-                   "sparsity": {"target": S, "pattern": pattern}, "optim": {"lr": lr}},
+        "key": key or f"{pattern}-{S}-{N}-{D}-{seed}-{lr}-{paper}", "status": "ok",
+        "family": "t5", "unit": "tokens", "sparsity": S, "pattern": pattern, "N": N,
+        "N_target": N, "width": 16, "D": D, "loss": loss, "loss_se": 1e-3,
+        "flops_dense": 6.0 * N * D,
+        "config": {"model": model, "seed": seed, "data": {"amount": D, "seed": seed},
+                   "sparsity": sparsity, "optim": {"lr": lr}},
     })
 
 
@@ -104,6 +108,22 @@ def test_gaps_judge_each_point_against_its_own_slice_noise(stores):
     assert short["gap"] == long["gap"] == pytest.approx(0.1)
     sd, df, none = patterns.gap_noise(None)  # no seed stores: nothing to judge against
     assert np.isnan(sd) and np.isnan(df) and none is None
+
+
+def test_twins_share_the_n_m_runs_protocol(tmp_path):
+    """A paper-protocol grid gives no twin to n:m runs trained with dense embeddings at the
+    quantum; their own grid, listed among the stores, does, and its twin alone is used."""
+    paper, old, nm = (Store(tmp_path / name) for name in ("paper", "old", "nm"))
+    paper.put(result(0.5, 16384, 2**24, 2.8, paper=True))
+    old.put(result(0.5, 16384, 2**24, 3.0, paper=False))
+    old.put(result(0.5, 65536, 2**24, 2.5))  # an older store: no protocol fields (= off)
+    nm.put(result(0.5, 16384, 2**24, 3.1, pattern="2:4", paper=False))
+    nm.put(result(0.5, 65536, 2**24, 2.52, pattern="2:4"))
+    alone = patterns.pattern_runs([nm.path], load_runs(paper.path))
+    assert sorted(alone.table["pattern"]) == ["2:4", "2:4"]  # no twin of the other protocol
+    runs = patterns.pattern_runs([nm.path, old.path], load_runs(paper.path))
+    gaps = patterns.gaps(patterns.cells(runs), noise=0.01)
+    assert gaps["gap"].tolist() == pytest.approx([0.1, 0.02])  # against the 3.0 and 2.5 twins
 
 
 def test_cells_refuse_runs_that_differ_in_more_than_seeds(stores, tmp_path):

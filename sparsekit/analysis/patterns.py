@@ -46,25 +46,44 @@ def split_stores(name: str, values: Any) -> tuple[list[str], list[str]]:
     return present, [v for v in values if v not in present]
 
 
+# What an n:m run and its unstructured twin must share besides the point: the protocol (the
+# paper's embedding rule, `Sparsity.embed_rule`) and exact N (`Model.exact`); a store older
+# than either field (NaN) has both off.
+PROTOCOL = ("config.sparsity.embed_rule", "config.model.exact")
+_POINT = ["sparsity", "N_target", "D", *PROTOCOL]  # an n:m point and its protocol
+
+
+def _with_protocol(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the PROTOCOL columns as booleans (missing or NaN: False)."""
+    flags = {c: (table[c].astype("boolean").fillna(False).astype(bool) if c in table
+                 else False) for c in PROTOCOL}
+    return table.assign(**flags)
+
+
 def _table(stores: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
-    """The runs of `stores` (n:m and any seed runs) and the grid's at the n:m runs' points,
-    with a `pattern` column ("unstructured" when not n:m), kept once if stored twice."""
+    """The runs of `stores` (n:m and any seed runs) and the grid's at the n:m runs' points
+    and protocol, with a `pattern` column ("unstructured" when not n:m), kept once if stored
+    twice."""
     frames = [load_runs(store).table for store in stores]
-    table = pd.concat(frames, ignore_index=True)
+    table = _with_protocol(pd.concat(frames, ignore_index=True))
     table["pattern"] = table.get("pattern", UNSTRUCTURED)
     table = table.fillna({"pattern": UNSTRUCTURED})
-    points = table.loc[table["pattern"] != UNSTRUCTURED, ["sparsity", "N_target", "D"]]
+    points = table.loc[table["pattern"] != UNSTRUCTURED, _POINT]
     if points.empty:
         raise ValueError(f"stores {list(stores)} hold no n:m runs")
-    twins = grid.table.merge(points.drop_duplicates()).assign(pattern=UNSTRUCTURED)
-    return pd.concat([table, twins], ignore_index=True).drop_duplicates("key")
+    twins = _with_protocol(grid.table).merge(points.drop_duplicates())
+    return pd.concat([table, twins.assign(pattern=UNSTRUCTURED)],
+                     ignore_index=True).drop_duplicates("key")
 
 
 def pattern_runs(stores: Sequence[str | Path], grid: Runs) -> Runs:
     """The n:m runs of `stores` (seed stores included) and every unstructured run of the
-    stores or the grid at their points (S, N_target, D), as one `Runs` (family of the grid)."""
+    stores or the grid at their points (S, N_target, D) under their protocol (`PROTOCOL`), as
+    one `Runs` (family of the grid). An n:m run is never set against a twin of the other
+    protocol: the grid of a chapter may be a paper-protocol grid, and its n:m runs' twins
+    then come from the n:m stores' own grid, listed among `stores`."""
     table = _table(stores, grid)
-    points = table.loc[table["pattern"] != UNSTRUCTURED, ["sparsity", "N_target", "D"]]
+    points = table.loc[table["pattern"] != UNSTRUCTURED, _POINT]
     table = table.merge(points.drop_duplicates())
     return runs_from_table(table, source=", ".join(map(str, stores)), family=grid.family)
 
