@@ -129,7 +129,7 @@ NOISE = 0.005  # seed SD, nats
 def pattern_runs(gap: float, gain: float) -> tuple[Runs, Runs]:
     """n:m runs (2:4 and 4:8 at 50%) `gap` above their unstructured twins, which are `gain`
     below the dense runs, at 2 sizes x 2 data amounts, one seed each: (n:m runs with their
-    twins, the grid's runs)."""
+    unstructured and dense twins, as `patterns.pattern_runs` gives them; the grid's runs)."""
     rows = []
     for n, D in ((16384, 2**22), (16384, 2**23), (65536, 2**22), (65536, 2**23)):
         base = 3.0 - 0.1 * np.log2(n / 16384) - 0.05 * np.log2(D / 2**22)
@@ -141,7 +141,7 @@ def pattern_runs(gap: float, gain: float) -> tuple[Runs, Runs]:
             r.update({"N_target": n, "N": n, "D": D})
     table = pd.DataFrame(rows).assign(key=[f"k{i}" for i in range(len(rows))])
     grid = Runs("t5", "tokens", "grid", table[table["pattern"] == "unstructured"])
-    return Runs("t5", "tokens", "n:m", table[table["sparsity"] == 0.5]), grid
+    return Runs("t5", "tokens", "n:m", table), grid
 
 
 def _nm_view(gap: float, gain: float, df: float = np.inf) -> View:
@@ -157,8 +157,11 @@ def test_claim_9_on_patterns_whose_gap_is_known() -> None:
     assert test(_nm_view(gap=0.08, gain=0.1)).verdict == FAILS  # most of the gain given up
     assert test(_nm_view(gap=0.0, gain=0.0)).verdict == UNDETERMINED  # no gain to be close to
     assert test(_nm_view(gap=0.024, gain=0.1, df=2)).verdict == UNDETERMINED  # near the bound
-    assert test(View(pattern_runs(0.0, 0.1)[1], noise=NOISE)) == Verdict(
-        UNTESTABLE, "no n:m runs (in this range)")
+    nm, grid = pattern_runs(0.0, 0.1)
+    assert test(View(grid, noise=NOISE)) == Verdict(UNTESTABLE, "no n:m runs (in this range)")
+    no_dense = Runs("t5", "tokens", "n:m", nm.table[nm.table["sparsity"] == 0.5])
+    assert test(View(grid, noise=NOISE, patterns=no_dense)) == Verdict(
+        UNTESTABLE, "no 50% n:m run with unstructured and dense twins")
 
 
 def test_rule_close_pattern_by_hand() -> None:

@@ -19,18 +19,21 @@ LAW = SparseLaw(a_S=3.0, b_S=0.8, c_S=5.0, b_N=0.3, a_D=1e4, b_D=0.4, c=1.0)  # 
 F50 = float(fitting.size_factor(LAW, 0.5))
 
 
-def result(S, N, D, loss, *, pattern="unstructured", seed=0, lr=3e-3, key=None, paper=None):
+def result(S, N, D, loss, *, pattern="unstructured", seed=0, lr=3e-3, key=None, paper=None,
+           corpus=None):
     """A stored result of a finished T5 run (nested config, as train.run writes it); `paper`
-    True or False sets the protocol fields (embed_rule and exact), None leaves them out."""
+    True or False sets the protocol fields (embed_rule and exact), None leaves them out, and
+    `corpus` names the T5 corpus (None: left out, the stdlib)."""
     model, sparsity = {"family": "t5", "nonzero": N}, {"target": S, "pattern": pattern}
+    data = {"amount": D, "seed": seed, **({"options": {"corpus": corpus}} if corpus else {})}
     if paper is not None:
         model["exact"], sparsity["embed_rule"] = paper, paper
     return RunResult.from_row({
-        "key": key or f"{pattern}-{S}-{N}-{D}-{seed}-{lr}-{paper}", "status": "ok",
+        "key": key or f"{pattern}-{S}-{N}-{D}-{seed}-{lr}-{paper}-{corpus}", "status": "ok",
         "family": "t5", "unit": "tokens", "sparsity": S, "pattern": pattern, "N": N,
         "N_target": N, "width": 16, "D": D, "loss": loss, "loss_se": 1e-3,
         "flops_dense": 6.0 * N * D,
-        "config": {"model": model, "seed": seed, "data": {"amount": D, "seed": seed},
+        "config": {"model": model, "seed": seed, "data": data,
                    "sparsity": sparsity, "optim": {"lr": lr}},
     })
 
@@ -55,13 +58,15 @@ def stores(tmp_path):
 def test_cells_average_seeds_and_gaps_compare_them(stores):
     grid, nm, seeds = stores
     runs = patterns.pattern_runs([nm, seeds], load_runs(grid))
-    assert len(runs) == 3 + 4 + 2  # n:m and seed runs, and the grid's 50% twins (no dense)
-    cells = patterns.cells(runs).set_index(["pattern", "N_target"])
-    assert cells.loc[("2:4", 16384), ["runs", "loss", "SD"]].tolist() == pytest.approx(
+    assert len(runs) == 3 + 4 + 2 + 2  # n:m and seed runs, the grid's 50% twins and dense runs
+    cells = patterns.cells(runs).set_index(["pattern", "S", "N_target"])
+    assert cells.loc[("2:4", 0.5, 16384), ["runs", "loss", "SD"]].tolist() == pytest.approx(
         [3, 3.1, 0.1])
-    assert cells.loc[("unstructured", 16384), ["runs", "loss"]].tolist() == pytest.approx(
-        [3, 3.0])
-    assert np.isnan(cells.loc[("4:8", 16384), "SD"])  # one run
+    assert cells.loc[("unstructured", 0.5, 16384), ["runs", "loss"]].tolist() == (
+        pytest.approx([3, 3.0]))
+    assert cells.loc[("unstructured", 0.0, 65536), ["runs", "loss"]].tolist() == (
+        pytest.approx([1, 2.5]))  # the dense twin, for claim 9's gain
+    assert np.isnan(cells.loc[("4:8", 0.5, 16384), "SD"])  # one run
     gaps = patterns.gaps(patterns.cells(runs), noise=0.06, df=4)
     assert gaps["pattern"].tolist() == ["2:4", "2:4", "4:8"]  # m = 4 first, then by N
     first = gaps.iloc[0]
@@ -124,6 +129,13 @@ def test_twins_share_the_n_m_runs_protocol(tmp_path):
     runs = patterns.pattern_runs([nm.path, old.path], load_runs(paper.path))
     gaps = patterns.gaps(patterns.cells(runs), noise=0.01)
     assert gaps["gap"].tolist() == pytest.approx([0.1, 0.02])  # against the 3.0 and 2.5 twins
+    # Dense twins (claim 9's gain) likewise: the same protocol and corpus only.
+    paper.put(result(0.0, 16384, 2**24, 3.3, paper=True))
+    old.put(result(0.0, 16384, 2**24, 3.2, paper=False))
+    old.put(result(0.0, 65536, 2**24, 2.9, corpus="pinned"))
+    runs = patterns.pattern_runs([nm.path, old.path], load_runs(paper.path))
+    dense = runs.table[runs.table["sparsity"] == 0.0]
+    assert dense[["N_target", "loss"]].to_numpy().tolist() == [[16384, 3.2]]
 
 
 def test_cells_refuse_runs_that_differ_in_more_than_seeds(stores, tmp_path):

@@ -58,14 +58,14 @@ def rule_pretrained(ratio: Interval, paper: float) -> str:
     return direction(log, SHARE * math.log(paper), +1.0)
 
 
-def pattern_effects(runs: Runs, grid: Runs, noise: float, df: float
+def pattern_effects(runs: Runs, noise: float, df: float
                     ) -> dict[str, tuple[Effect, Effect, int]]:
-    """Per 50% pattern of `runs` (n:m runs and their unstructured twins,
-    `patterns.pattern_runs`): (mean gap over unstructured, unstructured's mean gain over the
-    grid's dense run at the same N_target and D, points), their SEs from the seed SD `noise`
-    at `df` degrees of freedom. Points without a dense run are left out."""
+    """Per 50% pattern of `runs` (n:m runs with their unstructured and dense twins in their
+    own setting, `patterns.pattern_runs`): (mean gap over unstructured, unstructured's mean
+    gain over the dense runs at the same N_target and D, points), their SEs from the seed SD
+    `noise` at `df` degrees of freedom. Points without a dense run are left out."""
     gap_table = gaps(cells(runs), noise)
-    dense = grid.table[np.isclose(grid.table["sparsity"], 0.0)]
+    dense = runs.table[np.isclose(runs.table["sparsity"], 0.0)]
     dense = dense.groupby(["N_target", "D"], as_index=False)["loss"].agg(loss="mean",
                                                                          runs="count")
     twins = gap_table[["S", "N_target", "D", "unstructured", "unstructured runs"]]
@@ -85,7 +85,7 @@ def pattern_effects(runs: Runs, grid: Runs, noise: float, df: float
 def _test_9(v: View) -> Verdict:
     if v.patterns is None:
         return Verdict(UNTESTABLE, "no n:m runs (in this range)")
-    effects = pattern_effects(v.patterns, v.runs, v.noise, v.noise_df)
+    effects = pattern_effects(v.patterns, v.noise, v.noise_df)
     if not effects:
         return Verdict(UNTESTABLE, "no 50% n:m run with unstructured and dense twins")
     parts, verdicts = [], []

@@ -26,6 +26,7 @@ from sparsekit.analysis.regime import within
 from sparsekit.analysis.rules import Interval, resolved
 from sparsekit.analysis.runs import Runs, load_runs, pattern_order, readable, runs_from_table
 from sparsekit.config import RunConfig
+from sparsekit.data.corpus import STDLIB
 from sparsekit.masks import parse_pattern
 from sparsekit.store import Store
 
@@ -46,46 +47,59 @@ def split_stores(name: str, values: Any) -> tuple[list[str], list[str]]:
     return present, [v for v in values if v not in present]
 
 
-# What an n:m run and its unstructured twin must share besides the point: the protocol (the
-# paper's embedding rule, `Sparsity.embed_rule`) and exact N (`Model.exact`); a store older
-# than either field (NaN) has both off.
-PROTOCOL = ("config.sparsity.embed_rule", "config.model.exact")
-_POINT = ["sparsity", "N_target", "D", *PROTOCOL]  # an n:m point and its protocol
+# What an n:m run shares with the runs it is set against, besides its point: the protocol
+# (the paper's embedding rule, `Sparsity.embed_rule`; exact N, `Model.exact`) and the T5
+# corpus. A store older than a field (NaN), or a family without it, has its default here.
+SAME = {"config.sparsity.embed_rule": False, "config.model.exact": False,
+        "config.data.options.corpus": STDLIB}
+_POINT = ["sparsity", "N_target", "D", *SAME]  # an n:m point, in its setting
+_DENSE = ["N_target", "D", *SAME]  # where its dense twin is (any dense run there)
 
 
-def _with_protocol(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` with the PROTOCOL columns as booleans (missing or NaN: False)."""
-    flags = {c: (table[c].astype("boolean").fillna(False).astype(bool) if c in table
-                 else False) for c in PROTOCOL}
-    return table.assign(**flags)
+def _in_setting(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with the SAME columns filled with their defaults where missing."""
+    filled = {}
+    for column, default in SAME.items():
+        values = table[column] if column in table else pd.Series(np.nan, index=table.index)
+        values = values.astype(object).where(values.notna(), default)
+        filled[column] = values.astype(type(default))
+    return table.assign(**filled)
 
 
 def _table(stores: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
-    """The runs of `stores` (n:m and any seed runs) and the grid's at the n:m runs' points
-    and protocol, with a `pattern` column ("unstructured" when not n:m), kept once if stored
-    twice."""
+    """The runs of `stores` (n:m and any seed runs), with the grid's at the n:m runs' points
+    and its dense runs at their sizes and data, all in the n:m runs' setting (`SAME`), with a
+    `pattern` column ("unstructured" when not n:m), kept once if stored twice."""
     frames = [load_runs(store).table for store in stores]
-    table = _with_protocol(pd.concat(frames, ignore_index=True))
+    table = _in_setting(pd.concat(frames, ignore_index=True))
     table["pattern"] = table.get("pattern", UNSTRUCTURED)
     table = table.fillna({"pattern": UNSTRUCTURED})
-    points = table.loc[table["pattern"] != UNSTRUCTURED, _POINT]
-    if points.empty:
+    nm = table[table["pattern"] != UNSTRUCTURED]
+    if nm.empty:
         raise ValueError(f"stores {list(stores)} hold no n:m runs")
-    twins = _with_protocol(grid.table).merge(points.drop_duplicates())
-    return pd.concat([table, twins.assign(pattern=UNSTRUCTURED)],
-                     ignore_index=True).drop_duplicates("key")
+    ours = _in_setting(grid.table)
+    twins = ours.merge(nm[_POINT].drop_duplicates())
+    dense = ours[np.isclose(ours["sparsity"], 0.0)].merge(nm[_DENSE].drop_duplicates())
+    return pd.concat([table, twins.assign(pattern=UNSTRUCTURED),
+                      dense.assign(pattern=UNSTRUCTURED)], ignore_index=True
+                     ).drop_duplicates("key")
 
 
 def pattern_runs(stores: Sequence[str | Path], grid: Runs) -> Runs:
-    """The n:m runs of `stores` (seed stores included) and every unstructured run of the
-    stores or the grid at their points (S, N_target, D) under their protocol (`PROTOCOL`), as
-    one `Runs` (family of the grid). An n:m run is never set against a twin of the other
-    protocol: the grid of a chapter may be a paper-protocol grid, and its n:m runs' twins
-    then come from the n:m stores' own grid, listed among `stores`."""
+    """The n:m runs of `stores` (seed stores included), every unstructured run of the stores
+    or the grid at their points (S, N_target, D), and every dense run at their N_target and
+    D, all in the n:m runs' setting (`SAME`: protocol and corpus), as one `Runs` (family of
+    the grid). An n:m run is never set against a run of another protocol or corpus: when the
+    chapter's grid is another (a paper-protocol grid, a grid on the pinned corpus), list the
+    n:m runs' own grid among `stores`."""
     table = _table(stores, grid)
-    points = table.loc[table["pattern"] != UNSTRUCTURED, _POINT]
-    table = table.merge(points.drop_duplicates())
-    return runs_from_table(table, source=", ".join(map(str, stores)), family=grid.family)
+    nm = table[table["pattern"] != UNSTRUCTURED]
+    at_point = table.merge(nm[_POINT].drop_duplicates(), how="left", indicator=True)
+    dense = table.merge(nm[_DENSE].drop_duplicates(), how="left", indicator="at_dense")
+    keep = (at_point["_merge"] == "both").to_numpy() | (
+        (dense["at_dense"] == "both").to_numpy() & np.isclose(table["sparsity"], 0.0))
+    return runs_from_table(table[keep].reset_index(drop=True),
+                           source=", ".join(map(str, stores)), family=grid.family)
 
 
 def cells(runs: Runs) -> pd.DataFrame:
