@@ -412,7 +412,10 @@ def test_store_and_grid_parameters_default_by_smoke_and_keep_a_given_path(tmp_pa
         assert analysis.checks.store_parameter("store", given + "/new", "t5", smoke, create=True) == (
             given + "/new")
     assert analysis.checks.store_parameter("t5_store", "", "t5", True) is None  # skipped on purpose
-    assert analysis.checks.store_parameter("store", None, "vit", False, create=True) == "../results/vit"
+    assert analysis.checks.store_parameter("store", None, "vit", False, create=True) == (
+        "../results/vit-paper")  # the paper-protocol grid (checks.DEFAULT_GRIDS)
+    assert analysis.checks.store_parameter("store", None, "t5-nm", False, create=True) == (
+        "../results/t5-nm")  # a store name of its own
     assert analysis.checks.store_parameter("store", None, "vit", True, create=True) == (
         f"{analysis.runs.SMOKE_RESULTS}/vit")
     with pytest.raises(ValueError, match=r"^t5_store must be an existing results store .*"

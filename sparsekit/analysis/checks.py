@@ -23,7 +23,7 @@ RESULTS = "../results"  # the committed results stores, relative to notebooks/
 SWEEPS = "../sweeps"  # the grid files, relative to notebooks/
 # Each family's default grid: its store is RESULTS/<name>, its grid SWEEPS/<name>.yaml. The
 # one place the chapters' headline grids are chosen (smoke builds use <family>-smoke).
-DEFAULT_GRIDS = {"t5": "t5", "vit": "vit"}
+DEFAULT_GRIDS = {"t5": "t5", "vit": "vit-paper"}
 
 
 def check_choices(name: str, values: Any, allowed: Sequence[str]) -> None:
@@ -39,15 +39,17 @@ def store_parameter(
     name: str, value: Any, family: str, smoke: bool, *, create: bool = False
 ) -> str | None:
     """The results store that parameter `name` names: `value` itself (never replaced, smoke
-    or not), or when None the family's store (RESULTS/<DEFAULT_GRIDS[family]>;
-    SMOKE_RESULTS/<family> when `smoke`). "" skips the family: None is returned (not with
+    or not), or when None the family's store (RESULTS/<DEFAULT_GRIDS[family]>, or
+    RESULTS/<family> for a name DEFAULT_GRIDS lacks, e.g. "t5-nm"; SMOKE_RESULTS/<family> when
+    `smoke`). "" skips the family: None is returned (not with
     `create`).
 
     ValueError naming `name` unless the path is an existing directory, or with `create` (a
     store a sweep writes) a path where one can be made (not a file).
     """
     if value is None:
-        value = f"{SMOKE_RESULTS}/{family}" if smoke else f"{RESULTS}/{DEFAULT_GRIDS[family]}"
+        value = (f"{SMOKE_RESULTS}/{family}" if smoke
+                 else f"{RESULTS}/{DEFAULT_GRIDS.get(family, family)}")
     elif value == "" and not create:
         return None
     if create:
