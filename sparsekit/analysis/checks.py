@@ -26,6 +26,12 @@ SWEEPS = "../sweeps"  # the grid files, relative to notebooks/
 DEFAULT_GRIDS = {"t5": "t5", "vit": "vit-paper"}
 
 
+def default_name(family: str) -> str:
+    """The store and grid name a family's parameters default to (`DEFAULT_GRIDS`); a name of
+    its own for anything else (e.g. "t5-nm")."""
+    return DEFAULT_GRIDS.get(family, family)
+
+
 def check_choices(name: str, values: Any, allowed: Sequence[str]) -> None:
     """ValueError naming `name` unless `values` is a non-empty list of distinct `allowed`."""
     ok = isinstance(values, list | tuple) and values and len(set(values)) == len(values)
@@ -39,9 +45,8 @@ def store_parameter(
     name: str, value: Any, family: str, smoke: bool, *, create: bool = False
 ) -> str | None:
     """The results store that parameter `name` names: `value` itself (never replaced, smoke
-    or not), or when None the family's store (RESULTS/<DEFAULT_GRIDS[family]>, or
-    RESULTS/<family> for a name DEFAULT_GRIDS lacks, e.g. "t5-nm"; SMOKE_RESULTS/<family> when
-    `smoke`). "" skips the family: None is returned (not with
+    or not), or when None the family's store (RESULTS/<default_name(family)>;
+    SMOKE_RESULTS/<family> when `smoke`). "" skips the family: None is returned (not with
     `create`).
 
     ValueError naming `name` unless the path is an existing directory, or with `create` (a
@@ -49,7 +54,7 @@ def store_parameter(
     """
     if value is None:
         value = (f"{SMOKE_RESULTS}/{family}" if smoke
-                 else f"{RESULTS}/{DEFAULT_GRIDS.get(family, family)}")
+                 else f"{RESULTS}/{default_name(family)}")
     elif value == "" and not create:
         return None
     if create:
@@ -58,17 +63,17 @@ def store_parameter(
                              f"notebooks/; created if missing) or None, got {value!r}")
     elif not isinstance(value, str) or not Path(value).is_dir():
         raise ValueError(f"{name} must be an existing results store directory (relative to "
-                         f"notebooks/), None for {RESULTS}/{DEFAULT_GRIDS.get(family, family)}, or \"\" "
+                         f"notebooks/), None for {RESULTS}/{default_name(family)}, or \"\" "
                          f"to skip {family}; got {value!r}")
     return value
 
 
 def grid_parameter(name: str, value: Any, family: str, smoke: bool) -> str:
     """The grid file that parameter `name` names: `value` itself (never replaced, smoke or
-    not), or when None the family's grid (SWEEPS/<DEFAULT_GRIDS[family]>.yaml;
+    not), or when None the family's grid (SWEEPS/<default_name(family)>.yaml;
     <family>-smoke.yaml when `smoke`); checked by `check_grid`."""
     if value is None:
-        stem = f"{family}-smoke" if smoke else DEFAULT_GRIDS[family]
+        stem = f"{family}-smoke" if smoke else default_name(family)
         value = f"{SWEEPS}/{stem}.yaml"
     check_grid(name, value, family)
     return value

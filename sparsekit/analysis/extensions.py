@@ -19,12 +19,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 from sparsekit.analysis.claim import Claim, Verdict, pct
 from sparsekit.analysis.evidence import SHARE, Effect, matched_gaps, mean_effect
 from sparsekit.analysis.figures import count
-from sparsekit.analysis.patterns import cells, gaps
+from sparsekit.analysis.patterns import UNSTRUCTURED, cells, gaps
 from sparsekit.analysis.pretrained import PAPER_RATIOS, ratio_table, stage_two
 from sparsekit.analysis.regime import in_range
 from sparsekit.analysis.rules import UNDETERMINED, UNTESTABLE, Interval, at_most, combine, direction
@@ -64,15 +63,10 @@ def pattern_effects(runs: Runs, noise: float, df: float
     own setting, `patterns.pattern_runs`): (mean gap over unstructured, unstructured's mean
     gain over the dense runs at the same N_target and D, points), their SEs from the seed SD
     `noise` at `df` degrees of freedom. Points without a dense run are left out."""
-    gap_table = gaps(cells(runs), noise)
-    dense = runs.table[np.isclose(runs.table["sparsity"], 0.0)]
-    dense = dense.groupby(["N_target", "D"], as_index=False)["loss"].agg(loss="mean",
-                                                                         runs="count")
-    twins = gap_table[["S", "N_target", "D", "unstructured", "unstructured runs"]]
-    twins = twins.drop_duplicates(["S", "N_target", "D"]).rename(
-        columns={"unstructured": "loss", "unstructured runs": "runs"})
-    both = pd.concat([dense.assign(S=0.0), twins], ignore_index=True)
-    gains = matched_gaps(both, ["N_target", "D"], both["S"] == 0, noise)  # unstructured - dense
+    cell_table = cells(runs)
+    gap_table = gaps(cell_table, noise)
+    ours = cell_table[cell_table["pattern"] == UNSTRUCTURED]  # unstructured and dense cells
+    gains = matched_gaps(ours, ["N_target", "D"], ours["S"] == 0, noise)  # unstructured - dense
     gap_table = gap_table.merge(gains[["S", "N_target", "D", "gap", "se"]],
                                 on=["S", "N_target", "D"], suffixes=("", " dense"))
     out = {}

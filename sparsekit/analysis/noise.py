@@ -67,8 +67,9 @@ def noise_floor(spread: pd.DataFrame) -> str:
 def noise_by_slice(spread: pd.DataFrame) -> pd.DataFrame:
     """The seed SD per data slice: one row per data amount D of the grid-recipe rows of a
     `seed_spread` table made with `grid`, with the points and runs it pools, their pooled
-    SD (nats) and its degrees of freedom (`pooled_df`). The seed noise falls as runs get longer, so one pooled number over slices hides
-    it: a fit is judged against the noise of the slices it fits (`noise_of`)."""
+    SD (nats) and its degrees of freedom (`pooled_df`). The seed noise falls as runs get
+    longer, so one pooled number over slices hides it: a fit is judged against the noise of
+    the slices it fits (`noise_of`)."""
     ours = spread[spread["grid recipe"]]
     rows = {
         d: {"points": len(g), "runs": int(g["runs"].sum()), "seed SD": pooled_sd(g),

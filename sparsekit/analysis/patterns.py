@@ -24,14 +24,20 @@ from sparsekit.analysis.fits import LawFits, fit_laws
 from sparsekit.analysis.noise import grid_sd_and_df, noise_by_slice
 from sparsekit.analysis.regime import within
 from sparsekit.analysis.rules import Interval, resolved
-from sparsekit.analysis.runs import Runs, load_runs, pattern_order, readable, runs_from_table
+from sparsekit.analysis.runs import (  # POINT: one cell, the runs that differ only by seed
+    POINT,
+    Runs,
+    load_runs,
+    pattern_order,
+    readable,
+    runs_from_table,
+)
 from sparsekit.config import RunConfig
 from sparsekit.data.corpus import STDLIB
 from sparsekit.masks import parse_pattern
 from sparsekit.store import Store
 
 UNSTRUCTURED = "unstructured"
-POINT = ["S", "N_target", "width", "D"]  # one cell: the runs that differ only by seed
 # Config fields a cell's runs may differ in (seeds), besides those the cell names.
 _FREE = {"config.seed", "config.data.seed", "config.sparsity.pattern", "config.sparsity.target",
          "config.model.nonzero", "config.model.width", "config.data.amount"}
@@ -66,38 +72,25 @@ def _in_setting(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(**filled)
 
 
-def _table(stores: Sequence[str | Path], grid: Runs) -> pd.DataFrame:
-    """The runs of `stores` (n:m and any seed runs), with the grid's at the n:m runs' points
-    and its dense runs at their sizes and data, all in the n:m runs' setting (`SAME`), with a
-    `pattern` column ("unstructured" when not n:m), kept once if stored twice."""
+def pattern_runs(stores: Sequence[str | Path], grid: Runs) -> Runs:
+    """The n:m runs of `stores` (seed stores included), every unstructured run of the stores
+    or the grid at their points (S, N_target, D), and every dense run at their N_target and
+    D, all in the n:m runs' setting (`SAME`: protocol and corpus), as one `Runs` (family of
+    the grid); a run kept in several stores once. An n:m run is never set against a run of
+    another protocol or corpus: when the chapter's grid is another (a paper-protocol grid, a
+    grid on the pinned corpus), list the n:m runs' own grid among `stores`."""
     frames = [load_runs(store).table for store in stores]
-    table = _in_setting(pd.concat(frames, ignore_index=True))
+    table = pd.concat([*frames, grid.table], ignore_index=True).drop_duplicates("key")
+    table = _in_setting(table.reset_index(drop=True))
     table["pattern"] = table.get("pattern", UNSTRUCTURED)
     table = table.fillna({"pattern": UNSTRUCTURED})
     nm = table[table["pattern"] != UNSTRUCTURED]
     if nm.empty:
         raise ValueError(f"stores {list(stores)} hold no n:m runs")
-    ours = _in_setting(grid.table)
-    twins = ours.merge(nm[_POINT].drop_duplicates())
-    dense = ours[np.isclose(ours["sparsity"], 0.0)].merge(nm[_DENSE].drop_duplicates())
-    return pd.concat([table, twins.assign(pattern=UNSTRUCTURED),
-                      dense.assign(pattern=UNSTRUCTURED)], ignore_index=True
-                     ).drop_duplicates("key")
-
-
-def pattern_runs(stores: Sequence[str | Path], grid: Runs) -> Runs:
-    """The n:m runs of `stores` (seed stores included), every unstructured run of the stores
-    or the grid at their points (S, N_target, D), and every dense run at their N_target and
-    D, all in the n:m runs' setting (`SAME`: protocol and corpus), as one `Runs` (family of
-    the grid). An n:m run is never set against a run of another protocol or corpus: when the
-    chapter's grid is another (a paper-protocol grid, a grid on the pinned corpus), list the
-    n:m runs' own grid among `stores`."""
-    table = _table(stores, grid)
-    nm = table[table["pattern"] != UNSTRUCTURED]
     at_point = table.merge(nm[_POINT].drop_duplicates(), how="left", indicator=True)
-    dense = table.merge(nm[_DENSE].drop_duplicates(), how="left", indicator="at_dense")
+    dense = table.merge(nm[_DENSE].drop_duplicates(), how="left", indicator=True)
     keep = (at_point["_merge"] == "both").to_numpy() | (
-        (dense["at_dense"] == "both").to_numpy() & np.isclose(table["sparsity"], 0.0))
+        (dense["_merge"] == "both").to_numpy() & np.isclose(table["sparsity"], 0.0))
     return runs_from_table(table[keep].reset_index(drop=True),
                            source=", ".join(map(str, stores)), family=grid.family)
 
