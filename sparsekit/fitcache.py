@@ -56,9 +56,10 @@ FORMAT = 1  # the layout of an entry; bump when it changes
 EVENTS = "events.jsonl"
 MAX_ENTRY_BYTES = 64 * 2**20  # a larger file is not read
 _PACKAGE = Path(__file__).resolve().parent
-# The code a fit's result depends on (the fitter, the laws, the schedules the average law
-# integrates: `costs.cubic_schedule` builds a `schedules.Cubic`) and this module itself.
-SOURCES = ("fitting.py", "laws.py", "costs.py", "schedules.py", "fitcache.py")
+# The code a fit's result depends on (the fitter, its batched solver, the laws, the schedules
+# the average law integrates: `costs.cubic_schedule` builds a `schedules.Cubic`) and this
+# module itself.
+SOURCES = ("fitting.py", "solver.py", "laws.py", "costs.py", "schedules.py", "fitcache.py")
 
 # This process's lookups: "computed" and "reused" laws (optimiser runs), "unreadable" entries,
 # "unstorable" results (e.g. a NaN parameter that JSON would not give back equal).

@@ -1,5 +1,6 @@
 """The fit cache: a hit is a fresh fit without the optimiser; any change misses; off by default."""
 
+import ast
 import importlib.util
 import json
 import os
@@ -161,6 +162,23 @@ def test_a_new_version_of_the_fitting_code_misses(cache, calls, monkeypatch) -> 
     assert len(calls) == 2
     assert len(set(fitcache.SOURCES)) == len(fitcache.SOURCES) >= 3
     assert all((Path(fitcache.__file__).parent / name).is_file() for name in fitcache.SOURCES)
+
+
+def _sparsekit_imports(path: Path) -> set[str]:
+    """The sparsekit modules a source file imports, as file names ("laws.py")."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "sparsekit":
+            names |= {f"{alias.name}.py" for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sparsekit."):
+            names.add(node.module.split(".")[1] + ".py")
+    return names
+
+
+def test_the_code_version_covers_every_module_the_fitter_imports() -> None:
+    package = Path(fitcache.__file__).parent
+    missing = _sparsekit_imports(package / "fitting.py") - set(fitcache.SOURCES)
+    assert not missing, f"fitcache.SOURCES lacks {sorted(missing)}: a change there would reuse stale fits"
 
 
 def _slow_schedule(target: float):
