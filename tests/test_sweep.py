@@ -540,8 +540,12 @@ def test_ctrl_c_stops_a_cli_sweep_and_its_workers_with_one_line(tmp_path):
     grid.write_text(E2E_GRID)
     command = [sys.executable, "-m", "sparsekit", "sweep", str(grid), "--store",
                str(tmp_path / "store"), "--workers", "2"]
+    # A terminal's Ctrl-C reaches a sweep with SIGINT at its default, even when this test
+    # runs where it is ignored (a job started in the background by a shell without job
+    # control, say): the child gets the default back before Python starts.
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     while not any("to run" in line for line in lines):  # the workers are being started
         line = proc.stderr.readline()
@@ -583,6 +587,7 @@ def test_a_ctrl_c_while_a_worker_starts_is_raised_once_it_is_registered():
     # started. It must not be lost, must not interrupt the start half-way, and the worker must
     # not see it: a process started meanwhile ignores SIGINT from `import sparsekit` on.
     handler_in_child = None
+    previous = signal.getsignal(signal.SIGINT)  # the default, or ignored where this runs
     with pytest.raises(KeyboardInterrupt), _sigint_deferred():
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # the signal has arrived, and is held
@@ -592,7 +597,7 @@ def test_a_ctrl_c_while_a_worker_starts_is_raised_once_it_is_registered():
             capture_output=True, text=True, check=True, cwd=ROOT).stdout.strip()
     assert handler_in_child == "True", "the interrupt escaped, or the worker would see it"
     assert SWEEP_WORKER_ENV not in os.environ  # only the workers started in the block
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is previous  # restored
     assert signal.SIGINT not in signal.pthread_sigmask(signal.SIG_BLOCK, set())
 
 
