@@ -542,10 +542,14 @@ def test_ctrl_c_stops_a_cli_sweep_and_its_workers_with_one_line(tmp_path):
                str(tmp_path / "store"), "--workers", "2"]
     # A terminal's Ctrl-C reaches a sweep with SIGINT at its default, even when this test
     # runs where it is ignored (a job started in the background by a shell without job
-    # control, say): the child gets the default back before Python starts.
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    # control, say): an ignored signal stays ignored across exec, a handled one is reset to
+    # the default, so SIGINT is handled here while the sweep starts.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines = []
     while not any("to run" in line for line in lines):  # the workers are being started
         line = proc.stderr.readline()
