@@ -224,7 +224,10 @@ def _grid_starts(form: LinearForm, loss: np.ndarray, cfg: _Settings) -> list[np.
     X = form.design(exps)  # (G, n, k)
     # Least squares on (pred - L) / L approximates log residuals to first order.
     scale = loss if cfg.log else np.ones_like(loss)
-    coefs = np.array([nnls(x / scale[:, None], loss / scale)[0] for x in X])
+    try:
+        coefs = solver.nnls_many(X / scale[:, None], loss / scale)
+    except np.linalg.LinAlgError:  # a singular column subset: scipy's nnls, point by point
+        coefs = np.array([nnls(x / scale[:, None], loss / scale)[0] for x in X])
     pred = np.maximum(np.sum(X * coefs[:, None, :], axis=-1), TINY)
     objs = np.mean(huber(residuals(pred, loss, cfg.log), cfg.delta), axis=-1)
     order = np.argsort(objs, kind="stable")[: cfg.starts]

@@ -1,12 +1,14 @@
-"""The batched solver: exact Jacobian, known optima, the box, batch independence, and the
-same optimum as scipy's trust-region solver from the same start."""
+"""The batched solvers: exact Jacobian, known optima, the box, batch independence, the same
+optimum as scipy's trust-region solver from the same start, and non-negative least squares
+equal to scipy's at every grid point."""
 
 import numpy as np
 import pytest
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, nnls
 
+from sparsekit import fitting, solver
 from sparsekit.laws import ChinchillaLaw
-from sparsekit.solver import huber, minimise, residuals_and_jacobian
+from sparsekit.solver import huber, minimise, nnls_many, residuals_and_jacobian
 
 # z = (alpha, beta, A, B, E) of A / N^alpha + B / D^beta + E, N and D in units near one.
 TRUE = np.array([0.4, 0.3, 1.0, 2.0, 1.5])
@@ -102,3 +104,27 @@ def test_a_direction_the_data_leave_flat_is_not_moved_along() -> None:
     assert z[0, 1] == pytest.approx(0.7, abs=1e-12) and z[0, 3] == 0.0
     np.testing.assert_allclose(z[0, [0, 2, 4]], TRUE[[0, 2, 4]], rtol=1e-5)
     assert obj[0] < 1e-20
+
+
+def test_nnls_many_is_scipys_nnls_at_every_grid_point() -> None:
+    rng = np.random.default_rng(1)
+    A = np.exp(rng.normal(size=(50, 12, 3)))  # positive columns, as the fitter's designs
+    b = rng.normal(1.0, 0.5, 12)  # some points' best unconstrained fit has negative parts
+    expected = np.array([nnls(a, b)[0] for a in A])
+    np.testing.assert_allclose(nnls_many(A, b), expected, rtol=1e-9, atol=1e-12)
+    assert np.any(expected == 0) and np.any(np.all(expected > 0, axis=1))  # both cases met
+
+
+def test_nnls_many_refuses_a_singular_subset_and_the_fitter_falls_back(monkeypatch) -> None:
+    A = np.ones((2, 5, 2))  # two equal columns
+    with pytest.raises(np.linalg.LinAlgError):
+        nnls_many(A, np.ones(5))
+    loss = noisy_loss()
+    fitted = fitting.fit(np.zeros(N.size), N, D, loss, law="chinchilla")
+
+    def singular(A, b):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+    monkeypatch.setattr(solver, "nnls_many", singular)
+    fallback = fitting.fit(np.zeros(N.size), N, D, loss, law="chinchilla")
+    assert fallback.objective == pytest.approx(fitted.objective, rel=1e-9)
