@@ -234,9 +234,10 @@ def _grid_starts(form: LinearForm, loss: np.ndarray, cfg: _Settings) -> list[np.
     return [np.concatenate([exps[g], coefs[g]]) for g in order]
 
 
-def _box(n_exp: int, n_coef: int) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds of z = (exponents, coefficients): exponents in
+def _box(form: LinearForm) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of z = (exponents, coefficients) of `form`: exponents in
     EXPONENT_BOUNDS, coefficients >= 0."""
+    n_coef, n_exp = form.logfeat.shape[:2]
     return (np.r_[np.full(n_exp, EXPONENT_BOUNDS[0]), np.zeros(n_coef)],
             np.r_[np.full(n_exp, EXPONENT_BOUNDS[1]), np.full(n_coef, np.inf)])
 
@@ -251,7 +252,7 @@ def _refine(
     the exact Jacobian. (L-BFGS-B on the same objective reached the same optima but ran
     ~10x slower when other processes compete for the cores: its tiny BLAS calls thread.)
     """
-    lower, upper = _box(form.logfeat.shape[1], form.logfeat.shape[0])
+    lower, upper = _box(form)
     res = least_squares(
         lambda z: residuals_and_jacobian(form, loss, cfg.log, z)[0],
         np.clip(start, lower, upper),
@@ -281,7 +282,7 @@ def _optimum(form: LinearForm, loss: np.ndarray, cfg: _Settings) -> tuple[np.nda
     (`solver.minimise`), then the best end point refined by scipy (`_refine`). Against one
     scipy run per start (the former method) on every fit the chapters make,
     benchmarks/solver.py finds the same optima, about 4x faster."""
-    lower, upper = _box(form.logfeat.shape[1], form.logfeat.shape[0])
+    lower, upper = _box(form)
     ends, objs = solver.minimise(form, loss, cfg.log, cfg.delta,
                                  np.stack(_grid_starts(form, loss, cfg)), lower, upper)
     return _refine(form, loss, cfg, ends[np.argmin(objs)])  # first of equals: deterministic
