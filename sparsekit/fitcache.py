@@ -29,7 +29,9 @@ An entry is one file, `<key>.json`, written to a temporary file and renamed into
 The reader takes only the exact layout written here (a law's fields as numbers, nothing
 executable); anything else, or a file it cannot read, counts as absent and is recomputed
 and rewritten. Each lookup appends one line to `events.jsonl` in the folder: the laws it
-computed and reused (`event_totals` sums them, for the build's log).
+computed and reused, and the value of SOURCE_ENV, which the book's build sets to the notebook
+a kernel runs (`event_totals` sums them, for the build's log, also per notebook when the
+build runs several at once).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ import numpy as np
 from sparsekit.laws import LAWS, Law
 
 ENV = "SPARSEKIT_FIT_CACHE"
+SOURCE_ENV = "SPARSEKIT_FIT_SOURCE"  # who looked a fit up (e.g. a notebook), for the events
 FORMAT = 1  # the layout of an entry; bump when it changes
 EVENTS = "events.jsonl"
 MAX_ENTRY_BYTES = 64 * 2**20  # a larger file is not read
@@ -262,7 +265,8 @@ def record(kind: str, law_cls: type[Law], key: str | None, computed: int, reused
     folder = directory()
     if key is None or folder is None:
         return
-    line = json.dumps({"pid": os.getpid(), "kind": kind, "law": law_cls.name, "key": key[:16],
+    line = json.dumps({"pid": os.getpid(), "source": os.environ.get(SOURCE_ENV, ""),
+                       "kind": kind, "law": law_cls.name, "key": key[:16],
                        "computed": computed, "reused": reused})
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -280,8 +284,10 @@ def events_size(folder: Path | None) -> int:
         return 0
 
 
-def event_totals(folder: Path | None, offset: int = 0) -> tuple[dict[str, int], int]:
-    """Totals of the EVENTS lines of `folder` from byte `offset` on, and the offset after
+def event_totals(folder: Path | None, offset: int = 0, source: str | None = None
+                 ) -> tuple[dict[str, int], int]:
+    """Totals of the EVENTS lines of `folder` from byte `offset` on (only those of `source`,
+    the SOURCE_ENV of the process that looked the fit up, when given), and the offset after
     them: "calls" (fits looked up), "hits" (served whole), "computed" and "reused" (laws).
     No folder (the cache off): {"off": 1}."""
     totals = dict.fromkeys(("calls", "hits", "computed", "reused"), 0)
@@ -299,6 +305,8 @@ def event_totals(folder: Path | None, offset: int = 0) -> tuple[dict[str, int], 
             event = json.loads(line)
             computed, reused = int(event["computed"]), int(event["reused"])
         except (ValueError, KeyError, TypeError):
+            continue
+        if source is not None and event.get("source", "") != source:
             continue
         totals["calls"] += 1
         totals["hits"] += computed == 0

@@ -177,6 +177,64 @@ def test_build_rejects_a_parameter_no_notebook_declares(capsys) -> None:
     assert "no_such_parameter: no notebook declares it" in capsys.readouterr().err
 
 
+def test_build_orders_notebooks_after_their_prerequisites_busiest_first() -> None:
+    after = {"a": (), "b": (), "c": ("b",), "d": ("c",), "z": ("a", "b")}
+    # b has 3 notebooks waiting on it (c, d, z), so it runs first; a and c have 1 each (z, d)
+    assert build_book.execution_order(after) == ["b", "a", "c", "d", "z"]
+    assert build_book.execution_order({"x": (), "y": ()}) == ["x", "y"]
+    with pytest.raises(build_book.BuildError, match=r"c: metadata sparsekit\.after names nope, "
+                                                    r"not a notebook"):
+        build_book.execution_order({"c": ("nope",)})
+    with pytest.raises(build_book.BuildError, match="makes a cycle"):
+        build_book.execution_order({"a": ("b",), "b": ("a",)})
+
+
+def test_build_reads_prerequisites_from_the_notebook_metadata(tmp_path) -> None:
+    path = _notebook_with(tmp_path, "x = 1")
+    assert build_book.prerequisites(path) == ()
+    nb = nbformat.read(path, as_version=4)
+    for bad in ("03_t5_sweep", [3]):
+        nb.metadata["sparsekit"] = {"after": bad}
+        nbformat.write(nb, path)
+        with pytest.raises(build_book.BuildError, match=r"probe\.ipynb: metadata sparsekit\.after "
+                                                        r"must be a list of notebook names"):
+            build_book.prerequisites(path)
+
+
+def test_chapters_that_read_the_sweeps_stores_run_after_the_sweeps() -> None:
+    # In a smoke or fresh build, chapters 2 and 3 train the stores these chapters read.
+    after = {p.stem: build_book.prerequisites(p) for p in NOTEBOOKS}
+
+    def before(name: str) -> set[str]:
+        return set(after[name]).union(*(before(other) for other in after[name]))
+
+    for name in ("04_fit_own_law", "05_optimal_sparsity", "06_provenance"):
+        assert {"02_vit_sweep", "03_t5_sweep"} <= before(name), name
+    for name in ("07_nm_patterns", "08_pretrained"):
+        assert "03_t5_sweep" in before(name), name
+
+
+@pytest.mark.book
+def test_build_runs_notebooks_at_once_in_order_and_reports_the_first_failure(
+        tmp_path, monkeypatch) -> None:
+    # Each notebook runs in a spawned process, which imports this module by name.
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    marker = tmp_path / "first.txt"
+    sources = {"first": f"open({str(marker)!r}, 'w').write('done')",
+               "second": f"assert open({str(marker)!r}).read() == 'done'",
+               "failing": "raise ValueError('no good')"}
+    notebooks = {name: _notebook_with(tmp_path, "x = 1", source).rename(tmp_path / f"{name}.ipynb")
+                 for name, source in sources.items()}
+    out = tmp_path / "executed"
+    params = {name: {} for name in notebooks}
+    after = {"first": (), "second": ("first",), "failing": ()}
+    build_book.execute_all({k: notebooks[k] for k in ("first", "second")},
+                           {k: after[k] for k in ("first", "second")}, params, 2, None, out)
+    assert sorted(p.name for p in out.iterdir()) == ["first.ipynb", "second.ipynb"]
+    with pytest.raises(build_book.BuildError, match=r"failing\.ipynb: .* ValueError: no good"):
+        build_book.execute_all(notebooks, after, params, 2, None, out)
+
+
 sys.modules.setdefault("build_book", build_book)  # run_notebook imports its sibling by name
 run_notebook = _load("run_notebook", ROOT / "scripts" / "run_notebook.py")
 

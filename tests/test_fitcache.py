@@ -301,6 +301,19 @@ def test_events_count_what_each_fit_computed_and_reused(cache) -> None:
     assert fitcache.describe(fitcache.event_totals(None)[0]) == "fit cache off"
 
 
+def test_events_say_which_notebook_looked_each_fit_up(cache, monkeypatch) -> None:
+    data = dense_data()
+    monkeypatch.setenv(fitcache.SOURCE_ENV, "04_fit_own_law")
+    fitting.fit(*data, law="chinchilla", bootstrap=2, **FAST)
+    monkeypatch.setenv(fitcache.SOURCE_ENV, "05_optimal_sparsity")
+    fitting.fit(*data, law="chinchilla", bootstrap=3, **FAST)
+    first = fitcache.event_totals(cache, source="04_fit_own_law")[0]
+    second = fitcache.event_totals(cache, source="05_optimal_sparsity")[0]
+    assert first == {"calls": 2, "hits": 0, "computed": 3, "reused": 0}
+    assert second == {"calls": 2, "hits": 1, "computed": 1, "reused": 3}
+    assert fitcache.event_totals(cache, source="00_findings")[0]["calls"] == 0
+
+
 def _build_book():
     spec = importlib.util.spec_from_file_location("build_book_for_fitcache",
                                                   ROOT / "scripts" / "build_book.py")
