@@ -76,11 +76,11 @@ def number(x: Any, digits: int = 4) -> str:
     if 1e6 <= size < 1e15:
         factor, suffix = next((f, s) for f, s in _SUFFIXES if size >= f)
         return _significant(x / factor, digits) + suffix
-    exponent = math.floor(math.log10(size))
-    mantissa = f"{x / 10**exponent:.{max(digits - 1, 0)}f}".rstrip("0").rstrip(".")
-    if abs(float(mantissa)) >= 10:  # rounding carried into the next power
-        exponent, mantissa = exponent + 1, mantissa.replace("10", "1", 1)
-    return f"{mantissa} × 10{str(exponent).translate(_SUPERSCRIPT)}"
+    # e-format rounds (carrying into the next power) and reaches subnormals, where
+    # x / 10**exponent would divide by a power that underflows to 0
+    mantissa, exponent = f"{x:.{max(digits - 1, 0)}e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".") if "." in mantissa else mantissa
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
 
 
 def _label(column: Any) -> str:
