@@ -438,6 +438,8 @@ def test_the_chapter_shows_each_claim_with_its_table_first() -> None:
     assert len(analysis.chapter.claim_outputs(chapter, 2)) == 1  # read off claim 1's figure
     noise = analysis.chapter.view_noise_table(chapter)
     assert list(noise["runs"]) == [len(runs), len(views["t5"]["D/N >= 4000"].runs)]
+    # one seed per point: no seed noise, so no degrees of freedom either (not "infinite")
+    assert noise["seed SD (nats)"].isna().all() and noise["its degrees of freedom"].isna().all()
     with pytest.raises(ValueError, match="claim must be one of"):
         analysis.chapter.claim_outputs(chapter, 11)
 

@@ -147,9 +147,11 @@ def styled_verdicts(table: pd.DataFrame) -> Styler:
 
 def view_noise_table(chapter: FindingsChapter) -> pd.DataFrame:
     """Per (family, view): the runs tested, the seed SD (nats) they are judged against and
-    its degrees of freedom (the t-quantiles of their intervals)."""
-    rows = {(FAMILY_LABELS[f], label): {"runs": len(v.runs), "seed SD (nats)": v.noise,
-                                       "its degrees of freedom": v.noise_df}
+    its degrees of freedom (the t-quantiles of their intervals); both blank where the view
+    has no seed noise (no runs repeated with other seeds)."""
+    rows = {(FAMILY_LABELS[f], label): {
+        "runs": len(v.runs), "seed SD (nats)": v.noise,
+        "its degrees of freedom": v.noise_df if np.isfinite(v.noise) else np.nan}
             for f, both in chapter.views.items() for label, v in both.items()}
     return pd.DataFrame.from_dict(rows, orient="index")
 
