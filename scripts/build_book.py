@@ -13,8 +13,8 @@ Bootstrap refits run in one process per CPU (SPARSEKIT_FIT_WORKERS, when set, sa
 Notebooks run from notebooks/ (kernel `python3`, working directory notebooks/) into
 book/executed/, which the toc renders. Each runs after the notebooks its metadata names
 (`"sparsekit": {"after": [...]}`, by file stem): the chapters whose stores it reads, which a
-smoke or fresh build trains, and those whose fits it reuses from the cache; the Findings
-(00_*) name every other chapter. Up to --jobs notebooks whose prerequisites are done run at
+smoke or fresh build trains, and those whose fits it reuses from the cache (the Findings,
+00_*, name chapters 2 and 3 for their smoke stores and 4 for its fits). Up to --jobs notebooks whose prerequisites are done run at
 once, each in its own process (default: one per CPU; `--jobs 1` runs them one by one in this
 process), those with the most notebooks waiting on them first. The first failing notebook
 stops the build (those already running finish) with a non-zero exit naming the notebook and

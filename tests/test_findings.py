@@ -417,11 +417,9 @@ def test_the_book_runs_the_findings_chapter_after_the_chapters_it_reads() -> Non
         "build_book", NOTEBOOK.parents[1] / "scripts" / "build_book.py")
     build_book = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build_book)
-    notebooks = sorted(NOTEBOOK.parent.glob("*.ipynb"))
-    after = build_book.prerequisites(NOTEBOOK)
-    assert sorted(after) == sorted(p.stem for p in notebooks if p != NOTEBOOK)
-    order = build_book.execution_order({p.stem: build_book.prerequisites(p) for p in notebooks})
-    assert order[-1] == NOTEBOOK.stem
+    # chapters 2 and 3 train the smoke stores it reads; chapter 4 makes the fits it reuses
+    after = set(build_book.prerequisites(NOTEBOOK))
+    assert {"02_vit_sweep", "03_t5_sweep", "04_fit_own_law"} <= after
     toc = (NOTEBOOK.parents[1] / "book" / "_toc.yml").read_text()
     assert toc.index("00_findings") < toc.index("book/methods")  # first after the intro
 
