@@ -414,6 +414,8 @@ def test_store_and_grid_parameters_default_by_smoke_and_keep_a_given_path(tmp_pa
     assert analysis.checks.store_parameter("t5_store", "", "t5", True) is None  # skipped on purpose
     assert analysis.checks.store_parameter("store", None, "vit", False, create=True) == (
         "../results/vit-paper")  # the paper-protocol grid (checks.DEFAULT_GRIDS)
+    assert analysis.checks.store_parameter("store", None, "t5", False, create=True) == (
+        "../results/t5-pinned")  # the paper-protocol grid on the pinned corpus
     assert analysis.checks.store_parameter("store", None, "t5-nm", False, create=True,
                                            default="t5") == "../results/t5"  # a default named
     assert analysis.checks.store_parameter("store", None, "t5", True, create=True, default="t5") == (
